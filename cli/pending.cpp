@@ -1,0 +1,62 @@
+// Subcommands whose components have not landed yet. Each parses its eventual
+// core options (so scripts can be written against them) and then says plainly
+// what is missing, with exit code 1.
+
+#include <iostream>
+#include <string>
+
+#include "cli/commands.h"
+
+namespace baton::cli {
+
+namespace {
+int missing(const std::string& cmd, const std::string& what) {
+  std::cerr << "baton " << cmd << ": " << what
+            << " is not part of this build yet (see README.md, 'What works today').\n";
+  return kExitFailure;
+}
+}  // namespace
+
+Run register_serve(CLI::App& app) {
+  auto* cmd = app.add_subcommand("serve", "Serve one model over the OpenAI API (an instance)");
+  auto model = std::make_shared<std::string>();
+  auto port = std::make_shared<int>(8000);
+  auto role = std::make_shared<std::string>("mixed");
+  cmd->add_option("--model", *model, "Model directory or dummy:<preset>");
+  cmd->add_option("--port", *port, "HTTP port")->check(CLI::Range(1, 65535));
+  cmd->add_option("--role", *role, "prefill, decode or mixed")
+      ->check(CLI::IsMember({"prefill", "decode", "mixed"}));
+  return [] { return missing("serve", "the instance server"); };
+}
+
+Run register_gateway(CLI::App& app) {
+  auto* cmd = app.add_subcommand("gateway", "Route requests over instances (P/D aware)");
+  auto config = std::make_shared<std::string>();
+  cmd->add_option("--config", *config, "Gateway YAML file");
+  return [] { return missing("gateway", "the gateway"); };
+}
+
+Run register_up(CLI::App& app) {
+  auto* cmd = app.add_subcommand("up", "Start a local cluster: instances, gateway, controller");
+  auto prefill = std::make_shared<int>(1);
+  auto decode = std::make_shared<int>(1);
+  cmd->add_option("--prefill", *prefill, "Prefill instances")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--decode", *decode, "Decode instances")->check(CLI::NonNegativeNumber);
+  return [] { return missing("up", "the local cluster (server, gateway and controller)"); };
+}
+
+Run register_bench(CLI::App& app) {
+  auto* cmd = app.add_subcommand("bench", "Serving benchmark against an OpenAI-compatible URL");
+  auto url = std::make_shared<std::string>();
+  cmd->add_option("--url", *url, "Base URL of the endpoint");
+  return [] { return missing("bench", "the serving benchmark"); };
+}
+
+Run register_sim(CLI::App& app) {
+  auto* cmd = app.add_subcommand("sim", "Discrete-event simulation of a cluster");
+  auto config = std::make_shared<std::string>();
+  cmd->add_option("--config", *config, "Simulation YAML file");
+  return [] { return missing("sim", "the cluster simulator"); };
+}
+
+}  // namespace baton::cli
