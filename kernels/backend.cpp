@@ -17,6 +17,13 @@ int64_t Tensor::numel() const {
 }
 
 Tensor Tensor::slice_rows(int64_t begin, int64_t count) const {
+  if (ndim == 1) {  // a vector's rows are its elements
+    BATON_CHECK(begin >= 0 && count >= 0 && begin + count <= shape[0]);
+    Tensor t = *this;
+    t.data = static_cast<char*>(data) + static_cast<size_t>(begin) * dtype_size(dtype);
+    t.shape[0] = count;
+    return t;
+  }
   BATON_CHECK(ndim >= 1 && begin >= 0 && count >= 0 && begin + count <= rows());
   Tensor t = *this;
   int64_t c = cols();

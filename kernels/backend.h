@@ -50,7 +50,8 @@ struct Tensor {
   T* as() const {
     return static_cast<T*>(data);
   }
-  // Rows [begin, begin + count) of the matrix view, same trailing shape.
+  // Rows [begin, begin + count) of the matrix view [rows, cols] (of a 1-D
+  // tensor: elements [begin, begin + count), still 1-D).
   Tensor slice_rows(int64_t begin, int64_t count) const;
   // Same bytes seen with another shape of equal numel.
   Tensor reshaped(std::initializer_list<int64_t> dims) const;

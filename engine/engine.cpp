@@ -1,0 +1,455 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+
+#include "common/logging.h"
+#include "model/dummy_model.h"
+#include "model/tokenizer_stream.h"
+
+namespace baton::engine {
+
+// ---- RequestStream ---------------------------------------------------------
+
+Result<EngineEvent> RequestStream::next(std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock lock(mu_);
+  if (delivered_done_) return not_found("request " + std::to_string(id_) + " has ended");
+  if (!cv_.wait_until(lock, deadline, [&] { return has_pending_; })) {
+    return deadline_exceeded("no output from request " + std::to_string(id_) + " yet");
+  }
+  EngineEvent ev = std::move(pending_);
+  pending_ = EngineEvent{};
+  has_pending_ = false;
+  delivered_done_ = ev.done;
+  return ev;
+}
+
+void RequestStream::publish(SeqDelta delta, bool done, int32_t prompt_tokens, int32_t cached) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = std::find_if(pending_.deltas.begin(), pending_.deltas.end(),
+                           [&](const SeqDelta& d) { return d.index == delta.index; });
+    if (it == pending_.deltas.end()) {
+      pending_.deltas.push_back(std::move(delta));
+    } else {
+      it->token_ids.insert(it->token_ids.end(), delta.token_ids.begin(), delta.token_ids.end());
+      it->logprobs.insert(it->logprobs.end(), delta.logprobs.begin(), delta.logprobs.end());
+      it->text += delta.text;
+      if (delta.finish != FinishReason::kNone) {
+        it->finish = delta.finish;
+        it->stop = delta.stop;
+      }
+    }
+    pending_.done = pending_.done || done;
+    pending_.prompt_tokens = prompt_tokens;
+    pending_.cached_prompt_tokens = cached;
+    has_pending_ = true;
+  }
+  cv_.notify_all();
+}
+
+// ---- per-request state on the engine thread -------------------------------
+
+struct Engine::SeqText {
+  std::optional<model::IncrementalDecoder> decoder;
+  std::string held;  // decoded, not yet emitted (could begin a stop string)
+  bool finished = false;
+};
+
+struct Engine::Live {
+  RequestId id = 0;
+  std::shared_ptr<RequestStream> stream;
+  EngineRequest request;
+  std::vector<SeqText> seqs;
+  int32_t unfinished = 0;
+  int32_t prompt_tokens = 0;
+  int32_t cached = 0;
+  size_t max_stop_len = 0;
+};
+
+namespace {
+
+// Length of the longest prefix of `s` that ends on a UTF-8 character boundary.
+size_t utf8_safe_prefix(const std::string& s, size_t n) {
+  while (n > 0 && n < s.size() && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  return n;
+}
+
+}  // namespace
+
+// ---- creation --------------------------------------------------------------
+
+Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& cfg) {
+  std::unique_ptr<Engine> e(new Engine());
+  BATON_ASSIGN_OR_RETURN(model::ModelSource source, model::resolve_model_spec(cfg.model));
+  BATON_ASSIGN_OR_RETURN(e->model_config_, model::load_source_config(source));
+  BATON_ASSIGN_OR_RETURN(
+      model::ModelWeights weights,
+      model::load_source_weights(source, e->model_config_, cfg.dummy_dtype, cfg.seed));
+  std::optional<model::GenerationConfig> gen;
+  if (source.kind == model::ModelSource::Kind::kDirectory) {
+    e->model_dir_ = source.directory;
+    BATON_ASSIGN_OR_RETURN(gen, model::load_generation_config(source.directory));
+    if (std::filesystem::exists(source.directory / "tokenizer.json")) {
+      BATON_ASSIGN_OR_RETURN(model::Tokenizer tok,
+                             model::Tokenizer::from_dir(source.directory.string()));
+      e->tokenizer_ = std::move(tok);
+    }
+  }
+  e->eos_ = model::stop_token_ids(e->model_config_, gen);
+
+  const model::ModelConfig& mc = e->model_config_;
+  e->backend_ = kernels::make_cpu_backend(cfg.threads);
+  ModelOptions mo;
+  mo.block_size = cfg.block_size;
+  mo.max_num_tokens = cfg.max_num_batched_tokens;
+  mo.max_num_seqs = cfg.max_num_seqs;
+  const size_t per_token =
+      static_cast<size_t>(2 * mc.num_hidden_layers * mc.kv_size()) * dtype_size(mo.kv_dtype);
+  mo.num_blocks = cfg.num_blocks > 0
+                      ? cfg.num_blocks
+                      : static_cast<int32_t>(static_cast<size_t>(cfg.kv_cache_bytes) /
+                                             (per_token * static_cast<size_t>(cfg.block_size)));
+  if (mo.num_blocks <= 0) return invalid_argument("kv cache too small for one block");
+  int64_t len = cfg.max_model_len > 0 ? cfg.max_model_len : mc.max_position_embeddings;
+  // Sliding-window attention is not implemented: serve within the window,
+  // where it equals full attention.
+  if (mc.sliding_window) len = std::min(len, *mc.sliding_window);
+  len = std::min<int64_t>(len, static_cast<int64_t>(mo.num_blocks) * cfg.block_size);
+  e->max_model_len_ = static_cast<int32_t>(len);
+  mo.max_model_len = e->max_model_len_;
+  BATON_ASSIGN_OR_RETURN(e->model_, LlamaModel::create(*e->backend_, mc, weights, mo));
+
+  SchedulerConfig sc;
+  sc.max_num_seqs = cfg.max_num_seqs;
+  sc.max_num_batched_tokens = cfg.max_num_batched_tokens;
+  sc.block_size = cfg.block_size;
+  sc.num_blocks = mo.num_blocks;
+  sc.enable_prefix_caching = cfg.enable_prefix_caching;
+  sc.enable_chunked_prefill = cfg.enable_chunked_prefill;
+  sc.max_model_len = e->max_model_len_;
+  sc.policy = cfg.policy;
+  sc.eos_token_ids = e->eos_;
+  sc.seed = cfg.seed;
+  BATON_ASSIGN_OR_RETURN(e->scheduler_, Scheduler::create(sc));
+  return e;
+}
+
+Engine::~Engine() { stop(); }
+
+// ---- thread-safe API ---------------------------------------------------------
+
+Result<std::shared_ptr<RequestStream>> Engine::submit(EngineRequest req) {
+  if (req.prompt.empty()) return invalid_argument("prompt: must contain at least one token");
+  for (int32_t t : req.prompt) {
+    if (t < 0 || t >= model_config_.vocab_size) {
+      return invalid_argument("prompt: token id " + std::to_string(t) +
+                              " is outside the vocabulary");
+    }
+  }
+  if (static_cast<int64_t>(req.prompt.size()) >= max_model_len_) {
+    return invalid_argument("prompt: " + std::to_string(req.prompt.size()) +
+                            " tokens leave no room to generate within the context length of " +
+                            std::to_string(max_model_len_));
+  }
+  BATON_RETURN_IF_ERROR(req.params.validate());
+  for (const auto& s : req.stop) {
+    if (s.empty()) return invalid_argument("stop: stop strings must not be empty");
+  }
+
+  auto live = std::make_shared<Live>();
+  live->id = next_id_.fetch_add(1);
+  live->stream = std::make_shared<RequestStream>(live->id);
+  live->seqs.resize(static_cast<size_t>(req.params.n));
+  live->unfinished = req.params.n;
+  live->prompt_tokens = static_cast<int32_t>(req.prompt.size());
+  for (const auto& s : req.stop) live->max_stop_len = std::max(live->max_stop_len, s.size());
+  if (tokenizer_) {
+    for (auto& s : live->seqs) s.decoder.emplace(*tokenizer_, req.skip_special_tokens);
+  }
+
+  Request r;
+  r.id = live->id;
+  r.prompt = req.prompt;
+  r.params = req.params;
+  r.priority = req.priority;
+  live->request = std::move(req);
+  {
+    // Adding under mu_ orders every add before the loop's final abort sweep.
+    std::lock_guard lock(mu_);
+    if (stopping_) return unavailable("engine is stopping");
+    BATON_RETURN_IF_ERROR(scheduler_->add(std::move(r)));
+    live_[live->id] = live;
+    wake_ = true;
+  }
+  cv_.notify_all();
+  return live->stream;
+}
+
+void Engine::cancel(RequestId id) {
+  scheduler_->abort(id);
+  {
+    std::lock_guard lock(mu_);
+    wake_ = true;
+  }
+  cv_.notify_all();
+}
+
+EngineStats Engine::stats() const {
+  std::lock_guard lock(mu_);
+  return stats_;
+}
+
+// ---- engine thread -----------------------------------------------------------
+
+Status Engine::start() {
+  std::lock_guard lock(mu_);
+  if (running_) return Status::ok();
+  running_ = true;
+  stopping_ = false;
+  thread_ = std::thread([this] { loop(); });
+  return Status::ok();
+}
+
+void Engine::stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (!running_) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  std::lock_guard lock(mu_);
+  running_ = false;
+}
+
+void Engine::loop() {
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      if (stopping_) break;
+      if (!scheduler_->has_work()) {
+        // Woken by submit/cancel/stop; the timeout only bounds a missed wake.
+        cv_.wait_for(lock, std::chrono::milliseconds(100), [&] { return wake_ || stopping_; });
+        wake_ = false;
+        continue;
+      }
+    }
+    Status st = step();
+    if (!st.is_ok()) {
+      // A step that failed half way (the backend ran out of memory, say)
+      // leaves the scheduler mid-step: stop serving, and end every stream
+      // with an abort rather than leave it waiting.
+      BATON_LOG_ERROR("engine step failed, stopping the engine: {}", st.to_string());
+      std::vector<std::shared_ptr<Live>> all;
+      {
+        std::lock_guard lock(mu_);
+        stopping_ = true;
+        for (auto& [id, l] : live_) all.push_back(l);
+      }
+      for (auto& l : all) {
+        for (size_t i = 0; i < l->seqs.size(); ++i) {
+          finish_seq(*l, static_cast<int32_t>(i), FinishReason::kAbort);
+        }
+      }
+      return;
+    }
+  }
+  // Stopping: abort what is left so every stream ends.
+  std::vector<std::shared_ptr<Live>> rest;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [id, l] : live_) rest.push_back(l);
+  }
+  for (auto& l : rest) scheduler_->abort(l->id);
+  while (scheduler_->has_work()) {
+    StepPlan plan = scheduler_->plan();
+    for (const SeqRef& a : plan.aborted) {
+      std::shared_ptr<Live> l;
+      {
+        std::lock_guard lock(mu_);
+        auto it = live_.find(a.request_id);
+        if (it != live_.end()) l = it->second;
+      }
+      if (l) finish_seq(*l, a.seq_index, FinishReason::kAbort);
+    }
+    // Every request was aborted before this plan, so it schedules nothing.
+    BATON_CHECK(plan.empty());
+    scheduler_->commit(plan, {});
+  }
+  update_stats(0, 0);
+}
+
+Status Engine::run_until_idle() {
+  while (scheduler_->has_work()) BATON_RETURN_IF_ERROR(step());
+  return Status::ok();
+}
+
+bool Engine::emit_token(Live& live, int32_t idx, const SampleResult& r, bool finished_by_commit,
+                        std::vector<FinishedSeq>& finished) {
+  SeqText& st = live.seqs[static_cast<size_t>(idx)];
+  SeqDelta d;
+  d.index = idx;
+  d.token_ids.push_back(r.token);
+  if (live.request.params.logprobs) d.logprobs.push_back(r);
+  if (st.decoder) {
+    Result<std::string> text = st.decoder->step(r.token);
+    if (text.is_ok()) st.held += *text;
+  }
+  // Earliest stop string in the text not yet emitted; every occurrence lies
+  // there, since emitted text was checked when it was held.
+  size_t best = std::string::npos;
+  const std::string* hit = nullptr;
+  for (const auto& s : live.request.stop) {
+    size_t p = st.held.find(s);
+    if (p != std::string::npos && p < best) {
+      best = p;
+      hit = &s;
+    }
+  }
+  if (hit == nullptr) {
+    // Emit what can no longer be the start of a stop string.
+    size_t keep = live.max_stop_len > 0 ? live.max_stop_len - 1 : 0;
+    size_t emit = st.held.size() > keep ? utf8_safe_prefix(st.held, st.held.size() - keep) : 0;
+    d.text = st.held.substr(0, emit);
+    st.held.erase(0, emit);
+    live.stream->publish(std::move(d), false, live.prompt_tokens, live.cached);
+    return false;
+  }
+  // A stop string ends the sequence (and wins over length/EOS of this step).
+  if (finished_by_commit) {
+    finished.erase(std::remove_if(finished.begin(), finished.end(),
+                                  [&](const FinishedSeq& f) {
+                                    return f.request_id == live.id && f.seq_index == idx;
+                                  }),
+                   finished.end());
+  } else {
+    auto more = scheduler_->finish(live.id, idx, FinishReason::kStop);
+    if (more.is_ok()) {
+      for (const FinishedSeq& f : *more) {
+        if (!(f.request_id == live.id && f.seq_index == idx)) finished.push_back(f);
+      }
+    }
+  }
+  st.held.resize(best + (live.request.include_stop_str_in_output ? hit->size() : 0));
+  d.text = std::move(st.held);
+  st.held.clear();
+  st.decoder.reset();
+  st.finished = true;
+  d.finish = FinishReason::kStop;
+  d.stop = *hit;
+  bool done = --live.unfinished == 0;
+  live.stream->publish(std::move(d), done, live.prompt_tokens, live.cached);
+  if (done) {
+    std::lock_guard lock(mu_);
+    live_.erase(live.id);
+  }
+  return true;
+}
+
+void Engine::finish_seq(Live& live, int32_t idx, FinishReason reason) {
+  SeqText& st = live.seqs[static_cast<size_t>(idx)];
+  if (st.finished) return;
+  st.finished = true;
+  SeqDelta d;
+  d.index = idx;
+  d.finish = reason;
+  if (st.decoder) {
+    Result<std::string> tail = st.decoder->finish();
+    if (tail.is_ok()) st.held += *tail;
+  }
+  d.text = std::move(st.held);
+  st.held.clear();
+  bool done = --live.unfinished == 0;
+  live.stream->publish(std::move(d), done, live.prompt_tokens, live.cached);
+  if (done) {
+    std::lock_guard lock(mu_);
+    live_.erase(live.id);
+  }
+}
+
+Status Engine::step() {
+  StepPlan plan = scheduler_->plan();
+  auto find_live = [&](RequestId id) {
+    std::lock_guard lock(mu_);
+    auto it = live_.find(id);
+    return it == live_.end() ? nullptr : it->second;
+  };
+  for (const SeqRef& a : plan.aborted) {
+    if (auto l = find_live(a.request_id)) finish_seq(*l, a.seq_index, FinishReason::kAbort);
+  }
+  if (plan.empty()) {
+    scheduler_->commit(plan, {});
+    update_stats(0, 0);
+    return Status::ok();
+  }
+
+  for (const BlockCopy& c : plan.block_copies)
+    BATON_RETURN_IF_ERROR(model_->copy_block(c.src, c.dst));
+  batch_.clear();
+  int64_t prompt_tokens = 0;
+  for (const ScheduledSeq& s : plan.seqs) {
+    auto start = static_cast<int32_t>(batch_.tokens.size());
+    auto n = static_cast<int32_t>(s.token_ids.size());
+    batch_.tokens.insert(batch_.tokens.end(), s.token_ids.begin(), s.token_ids.end());
+    for (int32_t i = 0; i < n; ++i) batch_.positions.push_back(s.start_pos + i);
+    batch_.slots.insert(batch_.slots.end(), s.slots.begin(), s.slots.end());
+    batch_.seqs.push_back({start, n, s.context_len, s.block_table.data(),
+                           static_cast<int32_t>(s.block_table.size())});
+    if (s.sample) batch_.logit_rows.push_back(start + n - 1);
+    if (s.is_prefill) prompt_tokens += n;
+  }
+  BATON_RETURN_IF_ERROR(model_->forward(batch_, logits_));
+
+  const auto vocab = static_cast<size_t>(model_->vocab_size());
+  std::vector<SampledToken> sampled;
+  std::vector<SampleResult> results;
+  size_t row = 0;
+  for (const ScheduledSeq& s : plan.seqs) {
+    if (!s.sample) continue;
+    std::span<const float> logits(logits_.data() + row * vocab, vocab);
+    ++row;
+    for (int32_t idx : s.sample_seq_indices) {
+      Sequence* seq = scheduler_->sequence(s.request_id, idx);
+      BATON_CHECK(seq != nullptr);
+      results.push_back(sampler_.sample(logits, *seq, eos_));
+      sampled.push_back({s.request_id, idx, results.back().token});
+    }
+  }
+  std::vector<FinishedSeq> finished = scheduler_->commit(plan, sampled);
+
+  // Emit tokens, then look for stop strings in the text they completed.
+  for (size_t i = 0; i < sampled.size(); ++i) {
+    auto live = find_live(sampled[i].request_id);
+    if (!live) continue;
+    Live& l = *live;
+    const int32_t idx = sampled[i].seq_index;
+    if (idx == 0 && l.cached == 0) {
+      if (Sequence* s0 = scheduler_->sequence(l.id, 0)) l.cached = s0->num_cached_prompt_tokens;
+    }
+    bool by_commit = std::any_of(finished.begin(), finished.end(), [&](const FinishedSeq& f) {
+      return f.request_id == l.id && f.seq_index == idx;
+    });
+    emit_token(l, idx, results[i], by_commit, finished);
+  }
+  for (const FinishedSeq& f : finished) {
+    if (auto l = find_live(f.request_id)) finish_seq(*l, f.seq_index, f.reason);
+  }
+
+  update_stats(prompt_tokens, static_cast<int64_t>(sampled.size()));
+  return Status::ok();
+}
+
+void Engine::update_stats(int64_t prompt_tokens, int64_t generated) {
+  SchedulerStats ss = scheduler_->stats();
+  std::lock_guard lock(mu_);
+  stats_.num_running = ss.num_running;
+  stats_.num_waiting = ss.num_waiting;
+  stats_.kv_usage = ss.kv_usage;
+  stats_.prefix_hit_rate = ss.prefix.hit_rate();
+  stats_.num_preemptions = ss.num_preemptions;
+  stats_.prompt_tokens += prompt_tokens;
+  stats_.generation_tokens += generated;
+  stats_.steps += 1;
+}
+
+}  // namespace baton::engine

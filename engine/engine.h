@@ -1,0 +1,177 @@
+#pragma once
+
+// Engine: the model, the scheduler and the sampler behind one thread
+// (DESIGN.md §4). Callers submit requests from any thread and read each
+// request's outputs from its own RequestStream; only the engine thread touches
+// scheduler, model and KV state.
+//
+// One step: plan -> block copies -> forward -> sample -> commit -> emit.
+// Text is detokenized here, incrementally, so stop strings are found and cut
+// before any of their text is emitted (a stream never shows part of a stop
+// string).
+//
+// Thread-safety: submit(), cancel(), stats() and the RequestStream calls are
+// thread safe. start()/stop() from the owning thread.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "common/status.h"
+#include "engine/llama_model.h"
+#include "engine/sampler.h"
+#include "engine/scheduler.h"
+#include "model/model_config.h"
+#include "model/tokenizer.h"
+
+namespace baton::engine {
+
+struct EngineConfig {
+  std::string model = "";  // directory or dummy:<preset>
+  int threads = 0;         // CPU backend workers; 0: all cores
+  int32_t block_size = 16;
+  int32_t num_blocks = 0;            // 0: from kv_cache_bytes
+  int64_t kv_cache_bytes = 1 << 30;  // KV pool size when num_blocks is 0
+  int32_t max_num_seqs = 64;
+  int32_t max_num_batched_tokens = 2048;
+  int32_t max_model_len = 0;  // 0: the model's max_position_embeddings (capped by KV room)
+  bool enable_prefix_caching = true;
+  bool enable_chunked_prefill = true;
+  SchedulingPolicy policy = SchedulingPolicy::kFcfs;
+  DType dummy_dtype = DType::kBF16;
+  uint64_t seed = 0;
+};
+
+struct EngineRequest {
+  std::vector<int32_t> prompt;
+  SamplingParams params;
+  std::vector<std::string> stop;  // stop strings
+  bool include_stop_str_in_output = false;
+  bool skip_special_tokens = true;
+  int32_t priority = 0;
+};
+
+// New output of one sequence since the last event.
+struct SeqDelta {
+  int32_t index = 0;
+  std::vector<int32_t> token_ids;
+  std::vector<SampleResult> logprobs;  // one per token when logprobs were asked
+  std::string text;                    // never part of a stop string
+  FinishReason finish = FinishReason::kNone;
+  std::string stop;  // the stop string that matched, if any
+};
+
+struct EngineEvent {
+  std::vector<SeqDelta> deltas;
+  bool done = false;  // every sequence finished; nothing follows
+  int32_t prompt_tokens = 0;
+  int32_t cached_prompt_tokens = 0;  // prefix cache hit of sequence 0
+};
+
+// A request's output channel. The engine never blocks on it: it merges new
+// output into one pending event that the reader takes whole, so the backlog is
+// bounded by the request's own output.
+class RequestStream {
+ public:
+  explicit RequestStream(RequestId id) : id_(id) {}
+  RequestId id() const { return id_; }
+  // Everything produced since the last call; kDeadlineExceeded if nothing
+  // arrived by the deadline; after the done event, kNotFound.
+  Result<EngineEvent> next(std::chrono::steady_clock::time_point deadline);
+
+  // Engine side.
+  void publish(SeqDelta delta, bool done, int32_t prompt_tokens, int32_t cached);
+
+ private:
+  RequestId id_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  EngineEvent pending_;
+  bool has_pending_ = false;
+  bool delivered_done_ = false;
+};
+
+struct EngineStats {
+  int32_t num_running = 0;
+  int32_t num_waiting = 0;
+  double kv_usage = 0.0;
+  double prefix_hit_rate = 0.0;
+  int64_t num_preemptions = 0;
+  int64_t prompt_tokens = 0;      // computed by forward passes (excludes cache hits)
+  int64_t generation_tokens = 0;  // sampled
+  int64_t steps = 0;
+};
+
+class Engine {
+ public:
+  static Result<std::unique_ptr<Engine>> create(const EngineConfig& config);
+  ~Engine();
+
+  Status start();
+  // Stops the loop; unfinished requests end with an abort event.
+  void stop();
+
+  // Queue a request. invalid_argument for a bad prompt or params (naming the
+  // field), kUnavailable when stopped. Thread safe.
+  Result<std::shared_ptr<RequestStream>> submit(EngineRequest request);
+  // Abort a request; its stream ends with finish reason abort. Thread safe.
+  void cancel(RequestId id);
+
+  EngineStats stats() const;
+  const model::ModelConfig& model_config() const { return model_config_; }
+  // Null for dummy models (they have no tokenizer).
+  const model::Tokenizer* tokenizer() const { return tokenizer_ ? &*tokenizer_ : nullptr; }
+  const std::filesystem::path& model_dir() const { return model_dir_; }
+  int32_t max_model_len() const { return max_model_len_; }
+  std::vector<int32_t> eos_token_ids() const { return eos_; }
+
+  // Runs steps on the calling thread until no work is left (tests, offline
+  // benchmarks). Must not be mixed with start().
+  Status run_until_idle();
+
+ private:
+  struct SeqText;
+  struct Live;
+
+  Engine() = default;
+  Status step();
+  void loop();
+  // Publishes a sampled token and its text; true when a stop string ended
+  // the sequence (then `finished` is updated to match the scheduler).
+  bool emit_token(Live& live, int32_t seq_index, const SampleResult& r, bool finished_by_commit,
+                  std::vector<FinishedSeq>& finished);
+  void finish_seq(Live& live, int32_t seq_index, FinishReason reason);
+  void update_stats(int64_t prompt_tokens, int64_t generated);
+
+  model::ModelConfig model_config_;
+  std::filesystem::path model_dir_;
+  std::optional<model::Tokenizer> tokenizer_;
+  std::vector<int32_t> eos_;
+  int32_t max_model_len_ = 0;
+  std::unique_ptr<kernels::Backend> backend_;
+  std::unique_ptr<LlamaModel> model_;
+  std::unique_ptr<Scheduler> scheduler_;
+  Sampler sampler_;
+  ForwardBatch batch_;
+  std::vector<float> logits_;
+
+  std::atomic<RequestId> next_id_{1};
+  mutable std::mutex mu_;  // guards live_, stats_, stopping_, wake_
+  std::condition_variable cv_;
+  std::unordered_map<RequestId, std::shared_ptr<Live>> live_;
+  EngineStats stats_;
+  bool stopping_ = false;
+  bool running_ = false;
+  bool wake_ = false;
+  std::thread thread_;
+};
+
+}  // namespace baton::engine

@@ -1,0 +1,109 @@
+#pragma once
+
+// LlamaModel: one forward pass for the whole Llama family (Llama 2/3, Mistral,
+// Qwen2) built from Backend ops, over a paged KV cache that it owns.
+//
+// A forward call takes a flattened batch: the new tokens of several sequences
+// back to back (prefill chunks and single decode tokens mixed), each token's
+// position and KV slot, and per sequence the AttentionSeq that says which
+// cache blocks hold its context. It appends the new K/V to the cache and
+// returns f32 logits for the requested rows only.
+//
+// Ownership: the model holds its weights, KV cache and workspace in backend
+// memory; the ModelWeights it was built from may be dropped afterwards.
+// Thread-safety: none; the engine thread alone calls it.
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "common/status.h"
+#include "kernels/backend.h"
+#include "model/model_config.h"
+#include "model/weights.h"
+
+namespace baton::engine {
+
+struct ModelOptions {
+  int32_t max_num_tokens = 2048;  // most new tokens in one forward call
+  int32_t max_num_seqs = 256;     // most sequences (logit rows) in one call
+  int32_t num_blocks = 0;         // KV blocks in the pool
+  int32_t block_size = 16;        // tokens per KV block
+  int32_t max_model_len = 0;      // longest context (positions); 0: the config's
+  DType kv_dtype = DType::kF32;   // KV cache element type
+};
+
+struct ForwardBatch {
+  std::vector<int32_t> tokens;              // new tokens, sequences back to back
+  std::vector<int32_t> positions;           // one per token
+  std::vector<int32_t> slots;               // KV slot per token (block * block_size + offset)
+  std::vector<kernels::AttentionSeq> seqs;  // block tables must outlive forward()
+  std::vector<int32_t> logit_rows;          // token rows whose logits are returned
+
+  void clear();
+};
+
+class LlamaModel {
+ public:
+  // Uploads (and fuses) the weights and allocates the KV cache and workspace.
+  // Running out of backend memory is kResourceExhausted.
+  static Result<std::unique_ptr<LlamaModel>> create(kernels::Backend& backend,
+                                                    const model::ModelConfig& config,
+                                                    const model::ModelWeights& weights,
+                                                    const ModelOptions& options);
+
+  // Runs the batch; `logits` becomes [logit_rows.size(), vocab] row-major f32.
+  // Invalid batches (too many tokens, a token id outside the vocabulary, a
+  // position past max_model_len, slot out of range) are kInvalidArgument and
+  // leave the cache untouched.
+  Status forward(const ForwardBatch& batch, std::vector<float>& logits);
+
+  const model::ModelConfig& config() const { return config_; }
+  const ModelOptions& options() const { return options_; }
+  int32_t vocab_size() const { return static_cast<int32_t>(config_.vocab_size); }
+  kernels::Backend& backend() { return backend_; }
+
+  // KV of `num_tokens` tokens from token `first_token` of a sequence whose
+  // blocks are `block_table`, for all layers, to or from one contiguous host
+  // buffer laid out [layer][K then V][token][kv_heads * head_dim] in
+  // kv_dtype. kv_bytes_per_token() * num_tokens bytes.
+  size_t kv_bytes_per_token() const;
+  Status export_kv(const int32_t* block_table, int32_t first_token, int32_t num_tokens, void* dst);
+  Status import_kv(const int32_t* block_table, int32_t first_token, int32_t num_tokens,
+                   const void* src);
+  // Copies whole blocks (all layers), for copy-on-write of shared blocks.
+  Status copy_block(int32_t src_block, int32_t dst_block);
+
+ private:
+  struct Layer {
+    kernels::Tensor input_norm, post_norm;
+    kernels::Tensor q, k, v, o, gate_up, down;
+    kernels::Tensor q_bias, k_bias, v_bias, o_bias, gate_up_bias, down_bias;
+    bool has_q_bias = false, has_o_bias = false, has_mlp_bias = false;
+    kernels::KvCacheView cache;
+  };
+
+  LlamaModel(kernels::Backend& backend, const model::ModelConfig& config,
+             const ModelOptions& options);
+  Status load(const model::ModelWeights& weights);
+  Status allocate_runtime();
+  Result<kernels::Tensor> upload(const std::vector<const model::TensorRef*>& parts, bool to_f32);
+  Result<kernels::Tensor> scratch(DType dtype, std::initializer_list<int64_t> dims);
+  Status validate(const ForwardBatch& batch) const;
+
+  kernels::Backend& backend_;
+  model::ModelConfig config_;
+  ModelOptions options_;
+  std::vector<kernels::DeviceBuffer> buffers_;  // owns every tensor below
+
+  kernels::Tensor embed_, final_norm_, lm_head_;
+  std::vector<Layer> layers_;
+  kernels::RopeTable rope_;
+
+  // Workspace for max_num_tokens rows.
+  kernels::Tensor ids_, pos_, slots_, rows_;
+  kernels::Tensor hidden_, residual_, normed_, q_, k_, v_, attn_, gate_up_, act_;
+  kernels::Tensor last_, logits_;
+};
+
+}  // namespace baton::engine
