@@ -5,12 +5,14 @@ BUILD := build/$(PRESET)
 BATON := $(BUILD)/cli/baton
 JOBS ?= $(shell nproc)
 
-.PHONY: up test test-slow test-asan build deps configure format bench clean
+.PHONY: up test test-slow test-asan build deps node-deps configure format bench clean
 
+# Until `baton up` (a local P/D cluster) lands, the main job is one instance
+# serving the built-in default model.
 up: build
-	$(BATON) up
+	$(BATON) serve
 
-test: build
+test: build node-deps
 	ctest --preset $(PRESET) -j $(JOBS)
 
 test-slow: build
@@ -28,6 +30,10 @@ configure: deps
 
 deps:
 	@bash scripts/install-deps.sh
+
+# The openai npm client for the integration tests, pinned by package-lock.json.
+node-deps:
+	@test -d tests/node/node_modules/openai || (cd tests/node && npm ci --no-audit --no-fund)
 
 format:
 	@bash scripts/format.sh

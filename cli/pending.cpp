@@ -17,18 +17,6 @@ int missing(const std::string& cmd, const std::string& what) {
 }
 }  // namespace
 
-Run register_serve(CLI::App& app) {
-  auto* cmd = app.add_subcommand("serve", "Serve one model over the OpenAI API (an instance)");
-  auto model = std::make_shared<std::string>();
-  auto port = std::make_shared<int>(8000);
-  auto role = std::make_shared<std::string>("mixed");
-  cmd->add_option("--model", *model, "Model directory or dummy:<preset>");
-  cmd->add_option("--port", *port, "HTTP port")->check(CLI::Range(1, 65535));
-  cmd->add_option("--role", *role, "prefill, decode or mixed")
-      ->check(CLI::IsMember({"prefill", "decode", "mixed"}));
-  return [] { return missing("serve", "the instance server"); };
-}
-
 Run register_gateway(CLI::App& app) {
   auto* cmd = app.add_subcommand("gateway", "Route requests over instances (P/D aware)");
   auto config = std::make_shared<std::string>();

@@ -146,3 +146,15 @@ function(baton_folder_tests target)
       BATON_SOURCE_DIR="${CMAKE_SOURCE_DIR}" BATON_BINARY_DIR="${CMAKE_BINARY_DIR}")
   endforeach()
 endfunction()
+
+# baton_benchmark(<name> SOURCES ... DEPS ...): a benchmark program in bench/.
+# Benchmarks are leaves, like the CLI: they may use any component, and nothing
+# links them.
+function(baton_benchmark name)
+  if(NOT BATON_BUILD_BENCH)
+    return()
+  endif()
+  cmake_parse_arguments(B "" "" "SOURCES;DEPS" ${ARGN})
+  add_executable(${name} ${B_SOURCES})
+  target_link_libraries(${name} PRIVATE ${B_DEPS})
+endfunction()

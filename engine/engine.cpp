@@ -45,6 +45,7 @@ void RequestStream::publish(SeqDelta delta, bool done, int32_t prompt_tokens, in
     has_pending_ = true;
   }
   cv_.notify_all();
+  if (on_ready_) on_ready_();
 }
 
 // ---- per-request state on the engine thread -------------------------------
@@ -159,6 +160,7 @@ Result<std::shared_ptr<RequestStream>> Engine::submit(EngineRequest req) {
   auto live = std::make_shared<Live>();
   live->id = next_id_.fetch_add(1);
   live->stream = std::make_shared<RequestStream>(live->id);
+  if (req.on_ready) live->stream->set_on_ready(std::move(req.on_ready));
   live->seqs.resize(static_cast<size_t>(req.params.n));
   live->unfinished = req.params.n;
   live->prompt_tokens = static_cast<int32_t>(req.prompt.size());

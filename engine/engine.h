@@ -17,6 +17,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -57,6 +58,8 @@ struct EngineRequest {
   bool include_stop_str_in_output = false;
   bool skip_special_tokens = true;
   int32_t priority = 0;
+  // See RequestStream::set_on_ready.
+  std::function<void()> on_ready;
 };
 
 // New output of one sequence since the last event.
@@ -87,11 +90,17 @@ class RequestStream {
   // arrived by the deadline; after the done event, kNotFound.
   Result<EngineEvent> next(std::chrono::steady_clock::time_point deadline);
 
+  // Called (on the engine thread, without locks held) each time output
+  // becomes ready, so a reader need not block in next(). Set it before the
+  // first output can arrive: at submit(), through EngineRequest::on_ready.
+  void set_on_ready(std::function<void()> cb) { on_ready_ = std::move(cb); }
+
   // Engine side.
   void publish(SeqDelta delta, bool done, int32_t prompt_tokens, int32_t cached);
 
  private:
   RequestId id_;
+  std::function<void()> on_ready_;
   std::mutex mu_;
   std::condition_variable cv_;
   EngineEvent pending_;

@@ -15,6 +15,12 @@ packages=(
   python3
 )
 
+# Node.js and npm for the integration tests through the openai npm client;
+# a Node.js already on the machine (from any source) is kept.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  packages+=(nodejs npm)
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

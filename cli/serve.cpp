@@ -1,0 +1,168 @@
+// `baton serve`: one engine behind the OpenAI-compatible API.
+
+#include <csignal>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "cli/commands.h"
+#include "common/logging.h"
+#include "engine/engine.h"
+#include "server/instance_server.h"
+
+#ifndef BATON_DEFAULT_MODEL
+#define BATON_DEFAULT_MODEL "tests/fixtures/tiny-llama3"
+#endif
+
+namespace baton::cli {
+
+namespace {
+
+struct ServeFlags {
+  std::string model = BATON_DEFAULT_MODEL;
+  std::string host = "127.0.0.1";
+  int port = 8000;
+  std::string served_model_name;
+  std::string role = "mixed";
+  int threads = 0;
+  int io_threads = 2;
+  int max_num_seqs = 64;
+  int max_num_batched_tokens = 2048;
+  int max_model_len = 0;
+  int block_size = 16;
+  int64_t kv_cache_mb = 1024;
+  bool no_prefix_caching = false;
+  bool no_chunked_prefill = false;
+  uint64_t seed = 0;
+  double ttft_budget_ms = 0;
+  int max_waiting = 256;
+  int max_in_flight = 1024;
+  int max_tokens_limit = 0;
+  int64_t max_body_kb = 8192;
+  std::string log_level = "info";
+  bool log_json = false;
+};
+
+// Blocks SIGINT/SIGTERM in every thread (call before starting any), then
+// waits for one of them on the calling thread.
+sigset_t block_stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return set;
+}
+
+int run_serve(const ServeFlags& f) {
+  LogOptions log;
+  log.level = f.log_level;
+  log.json = f.log_json;
+  if (Status s = init_logging(log); !s.is_ok()) {
+    std::cerr << "baton serve: " << s.message() << "\n";
+    return kExitUsage;
+  }
+  if (f.role != "mixed") {
+    std::cerr << "baton serve: --role " << f.role
+              << " (disaggregated serving) is not part of this build yet; use --role mixed\n";
+    return kExitFailure;
+  }
+  sigset_t signals = block_stop_signals();
+
+  server::ServerOptions so;
+  so.http.host = f.host;
+  so.http.port = static_cast<uint16_t>(f.port);
+  so.http.io_threads = f.io_threads;
+  so.http.max_body_bytes = static_cast<size_t>(f.max_body_kb) * 1024;
+  so.served_model_name = f.served_model_name;
+  so.admission.max_waiting = f.max_waiting;
+  so.admission.max_in_flight = f.max_in_flight;
+  so.admission.ttft_budget_s = f.ttft_budget_ms / 1000.0;
+  so.max_tokens_limit = f.max_tokens_limit;
+  auto server = server::InstanceServer::start(so);
+  if (!server.is_ok()) {
+    std::cerr << "baton serve: " << server.status().message() << "\n";
+    return kExitFailure;
+  }
+  BATON_LOG_INFO("listening on http://{}:{} (loading {})", f.host, (*server)->port(), f.model);
+
+  engine::EngineConfig ec;
+  ec.model = f.model;
+  ec.threads = f.threads;
+  ec.block_size = f.block_size;
+  ec.kv_cache_bytes = f.kv_cache_mb << 20;
+  ec.max_num_seqs = f.max_num_seqs;
+  ec.max_num_batched_tokens = f.max_num_batched_tokens;
+  ec.max_model_len = f.max_model_len;
+  ec.enable_prefix_caching = !f.no_prefix_caching;
+  ec.enable_chunked_prefill = !f.no_chunked_prefill;
+  ec.seed = f.seed;
+  auto engine = engine::Engine::create(ec);
+  if (!engine.is_ok()) {
+    std::cerr << "baton serve: loading " << f.model << ": " << engine.status().message() << "\n";
+    return kExitFailure;
+  }
+  if (Status s = (*server)->attach_engine(std::move(*engine)); !s.is_ok()) {
+    std::cerr << "baton serve: " << s.message() << "\n";
+    return kExitFailure;
+  }
+  BATON_LOG_INFO("ready: http://{}:{}/v1 (model {})", f.host, (*server)->port(), f.model);
+  std::cout << "Baton is serving on http://" << f.host << ":" << (*server)->port() << "/v1\n"
+            << "Try: curl http://" << f.host << ":" << (*server)->port()
+            << "/v1/completions -H 'Content-Type: application/json' "
+               "-d '{\"model\": \"<name from /v1/models>\", \"prompt\": \"Hello\", \"max_tokens\": 16}'\n"
+            << std::flush;
+  int sig = 0;
+  sigwait(&signals, &sig);
+  BATON_LOG_INFO("signal {}: shutting down", sig);
+  (*server)->stop();
+  return kExitOk;
+}
+
+}  // namespace
+
+Run register_serve(CLI::App& app) {
+  auto* cmd = app.add_subcommand("serve", "Serve one model over the OpenAI API (an instance)");
+  auto f = std::make_shared<ServeFlags>();
+  cmd->add_option("--model", f->model, "Model directory or dummy:<preset>")->capture_default_str();
+  cmd->add_option("--host", f->host, "Address to bind")->capture_default_str();
+  cmd->add_option("--port", f->port, "HTTP port (0: any free port)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  cmd->add_option("--served-model-name", f->served_model_name,
+                  "Name clients use in `model` (default: the model directory's name)");
+  cmd->add_option("--role", f->role, "prefill, decode or mixed")
+      ->check(CLI::IsMember({"prefill", "decode", "mixed"}))
+      ->capture_default_str();
+  cmd->add_option("--threads", f->threads, "CPU backend threads (0: all cores)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--io-threads", f->io_threads, "HTTP I/O threads")->check(CLI::Range(1, 256));
+  cmd->add_option("--max-num-seqs", f->max_num_seqs, "Most sequences in one step")
+      ->check(CLI::Range(1, 4096));
+  cmd->add_option("--max-num-batched-tokens", f->max_num_batched_tokens, "Token budget per step")
+      ->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--max-model-len", f->max_model_len, "Context length (0: the model's)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--block-size", f->block_size, "Tokens per KV block")->check(CLI::Range(1, 1024));
+  cmd->add_option("--kv-cache-mb", f->kv_cache_mb, "KV cache size in MiB")->check(CLI::Range(1, 1 << 24));
+  cmd->add_flag("--no-prefix-caching", f->no_prefix_caching, "Disable prefix caching");
+  cmd->add_flag("--no-chunked-prefill", f->no_chunked_prefill, "Disable chunked prefill");
+  cmd->add_option("--seed", f->seed, "Engine seed (requests without a seed draw from it)");
+  cmd->add_option("--ttft-budget-ms", f->ttft_budget_ms,
+                  "Reject at once what cannot start within this time (0: no budget)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--max-waiting", f->max_waiting, "Bound of the queue of requests not started")
+      ->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--max-in-flight", f->max_in_flight, "Most requests admitted at once")
+      ->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--max-tokens-limit", f->max_tokens_limit,
+                  "Largest max_tokens accepted (0: the context length)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--max-body-kb", f->max_body_kb, "Largest request body in KiB")
+      ->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--log-level", f->log_level, "trace, debug, info, warn, error or off");
+  cmd->add_flag("--log-json", f->log_json, "Log JSON lines");
+  return [f] { return run_serve(*f); };
+}
+
+}  // namespace baton::cli
