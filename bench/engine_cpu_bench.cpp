@@ -117,9 +117,10 @@ int main(int argc, char** argv) {
   }
   const double kv_per_token = static_cast<double>(model.kv_bytes_per_token());
   const double read_bw = measure_read_bandwidth(threads);
-  std::printf("model %s: %.1f M parameters, %.1f MB of weights read per decode step (bf16), %d threads\n",
-              spec.c_str(), static_cast<double>(model::count_parameters(*config)) / 1e6,
-              weight_bytes / 1e6, threads);
+  std::printf(
+      "model %s: %.1f M parameters, %.1f MB of weights read per decode step (bf16), %d threads\n",
+      spec.c_str(), static_cast<double>(model::count_parameters(*config)) / 1e6, weight_bytes / 1e6,
+      threads);
   std::printf("measured read bandwidth: %.1f GB/s\n\n", read_bw / 1e9);
 
   // Each sequence owns 40 consecutive blocks (640 tokens).
@@ -133,9 +134,11 @@ int main(int argc, char** argv) {
       int p = start + i;
       batch.tokens.push_back((p * 31 + seq * 7) % static_cast<int>(config->vocab_size));
       batch.positions.push_back(p);
-      batch.slots.push_back(tables[static_cast<size_t>(seq)][static_cast<size_t>(p / 16)] * 16 + p % 16);
+      batch.slots.push_back(tables[static_cast<size_t>(seq)][static_cast<size_t>(p / 16)] * 16 +
+                            p % 16);
     }
-    batch.seqs.push_back({q_start, count, start + count, tables[static_cast<size_t>(seq)].data(), 40});
+    batch.seqs.push_back(
+        {q_start, count, start + count, tables[static_cast<size_t>(seq)].data(), 40});
     batch.logit_rows.push_back(q_start + count - 1);
   };
 

@@ -107,11 +107,12 @@ int run_serve(const ServeFlags& f) {
     return kExitFailure;
   }
   BATON_LOG_INFO("ready: http://{}:{}/v1 (model {})", f.host, (*server)->port(), f.model);
-  std::cout << "Baton is serving on http://" << f.host << ":" << (*server)->port() << "/v1\n"
-            << "Try: curl http://" << f.host << ":" << (*server)->port()
-            << "/v1/completions -H 'Content-Type: application/json' "
-               "-d '{\"model\": \"<name from /v1/models>\", \"prompt\": \"Hello\", \"max_tokens\": 16}'\n"
-            << std::flush;
+  std::cout
+      << "Baton is serving on http://" << f.host << ":" << (*server)->port() << "/v1\n"
+      << "Try: curl http://" << f.host << ":" << (*server)->port()
+      << "/v1/completions -H 'Content-Type: application/json' "
+         "-d '{\"model\": \"<name from /v1/models>\", \"prompt\": \"Hello\", \"max_tokens\": 16}'\n"
+      << std::flush;
   int sig = 0;
   sigwait(&signals, &sig);
   BATON_LOG_INFO("signal {}: shutting down", sig);
@@ -144,7 +145,8 @@ Run register_serve(CLI::App& app) {
   cmd->add_option("--max-model-len", f->max_model_len, "Context length (0: the model's)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--block-size", f->block_size, "Tokens per KV block")->check(CLI::Range(1, 1024));
-  cmd->add_option("--kv-cache-mb", f->kv_cache_mb, "KV cache size in MiB")->check(CLI::Range(1, 1 << 24));
+  cmd->add_option("--kv-cache-mb", f->kv_cache_mb, "KV cache size in MiB")
+      ->check(CLI::Range(1, 1 << 24));
   cmd->add_flag("--no-prefix-caching", f->no_prefix_caching, "Disable prefix caching");
   cmd->add_flag("--no-chunked-prefill", f->no_chunked_prefill, "Disable chunked prefill");
   cmd->add_option("--seed", f->seed, "Engine seed (requests without a seed draw from it)");

@@ -1,7 +1,5 @@
 #include "protocol/http_connection.h"
 
-#include "protocol/openai_error.h"
-
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -16,6 +14,7 @@
 #include <vector>
 
 #include "common/logging.h"
+#include "protocol/openai_error.h"
 
 namespace baton::protocol::detail {
 
@@ -590,8 +589,7 @@ class ConnectionWriter final : public ResponseWriter {
         BATON_LOG_ERROR("http: a handler dropped its writer without responding; answering 500");
         post([seq = seq_](Connection& c) {
           c.respond(seq, 500, "application/json",
-                    error_body(internal_error("the handler did not produce a response")),
-                    {});
+                    error_body(internal_error("the handler did not produce a response")), {});
         });
         break;
       case Stage::kStreaming:

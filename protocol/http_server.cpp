@@ -1,7 +1,5 @@
 #include "protocol/http_server.h"
 
-#include "protocol/openai_error.h"
-
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -12,6 +10,7 @@
 
 #include "common/logging.h"
 #include "protocol/http_connection.h"
+#include "protocol/openai_error.h"
 
 namespace baton::protocol {
 

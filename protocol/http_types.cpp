@@ -86,5 +86,4 @@ std::string_view reason_phrase(int status) {
   }
 }
 
-
 }  // namespace baton::protocol

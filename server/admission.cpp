@@ -32,8 +32,8 @@ AdmissionDecision AdmissionController::try_admit(int64_t prompt_tokens) {
     d.reason = RejectReason::kTooManyRequests;
   } else if (waiting_ >= options_.max_waiting) {
     d.reason = RejectReason::kQueueFull;
-  } else if (options_.ttft_budget_s > 0 && rate_ > 0 && d.estimated_start_s > options_.ttft_budget_s &&
-             waiting_ > 0) {
+  } else if (options_.ttft_budget_s > 0 && rate_ > 0 &&
+             d.estimated_start_s > options_.ttft_budget_s && waiting_ > 0) {
     // With nothing queued the request starts now whatever its length: a
     // prompt too long for the budget on an idle instance is still best served
     // here, not bounced between idle instances.

@@ -25,10 +25,10 @@ enum class RejectReason { kNone, kQueueFull, kTtftBudget, kTooManyRequests, kNot
 std::string_view reject_reason_name(RejectReason r);
 
 struct AdmissionOptions {
-  int32_t max_waiting = 256;         // requests admitted but not started
-  int32_t max_in_flight = 1024;      // admitted and not finished
-  double ttft_budget_s = 0.0;        // 0: no budget
-  double initial_prefill_rate = 0;   // tokens/s before any measurement; 0: unknown
+  int32_t max_waiting = 256;        // requests admitted but not started
+  int32_t max_in_flight = 1024;     // admitted and not finished
+  double ttft_budget_s = 0.0;       // 0: no budget
+  double initial_prefill_rate = 0;  // tokens/s before any measurement; 0: unknown
 };
 
 struct AdmissionDecision {

@@ -41,9 +41,9 @@ protocol::FinishReason to_protocol(engine::FinishReason r) {
   }
 }
 
-const std::vector<double> kLatencyBuckets = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,
-                                             0.25,  0.5,   0.75, 1.0,  2.5,  5.0,  7.5,  10.0,
-                                             20.0,  40.0,  80.0};
+const std::vector<double> kLatencyBuckets = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08,
+                                             0.1,   0.25,  0.5,  0.75, 1.0,  2.5,  5.0,
+                                             7.5,   10.0,  20.0, 40.0, 80.0};
 
 }  // namespace
 
@@ -89,11 +89,11 @@ class InstanceServer::Impl {
     prompt_tokens_ = &m.counter("baton:prompt_tokens_total", "Prompt tokens of finished requests.");
     generation_tokens_ =
         &m.counter("baton:generation_tokens_total", "Generated tokens of finished requests.");
-    ttft_ = &m.histogram("baton:time_to_first_token_seconds", "Time to first token.",
-                         kLatencyBuckets);
-    tpot_ = &m.histogram("baton:time_per_output_token_seconds",
-                         "Mean time per output token after the first, per request.",
-                         kLatencyBuckets);
+    ttft_ =
+        &m.histogram("baton:time_to_first_token_seconds", "Time to first token.", kLatencyBuckets);
+    tpot_ =
+        &m.histogram("baton:time_per_output_token_seconds",
+                     "Mean time per output token after the first, per request.", kLatencyBuckets);
     e2e_ = &m.histogram("baton:e2e_request_latency_seconds", "End-to-end request latency.",
                         kLatencyBuckets);
     queue_ = &m.histogram("baton:request_queue_time_seconds",
@@ -103,13 +103,13 @@ class InstanceServer::Impl {
     success_ = &m.counter_family("baton:request_success_total", "Finished requests by reason.",
                                  {"finished_reason"});
     rejected_ = &m.counter_family("baton:request_rejected_total",
-                                  "Requests refused by admission control, by reason.",
-                                  {"reason"});
+                                  "Requests refused by admission control, by reason.", {"reason"});
   }
 
   Status start_http() {
     auto server = protocol::HttpServer::start(
-        options_.http, [this](protocol::HttpRequest req, std::shared_ptr<protocol::ResponseWriter> w) {
+        options_.http,
+        [this](protocol::HttpRequest req, std::shared_ptr<protocol::ResponseWriter> w) {
           handle(std::move(req), std::move(w));
         });
     if (!server.is_ok()) return server.status();
@@ -167,13 +167,14 @@ class InstanceServer::Impl {
       return;
     }
     if ((path == "/v1/models" && !get) || (path != "/v1/models" && !post)) {
-      w->send_error(405, "method " + req.method + " is not allowed on " + path, "method_not_allowed");
+      w->send_error(405, "method " + req.method + " is not allowed on " + path,
+                    "method_not_allowed");
       return;
     }
     if (!ready_.load()) {
       rejected_->with({"not_ready"}).inc();
-      w->send(503, "application/json",
-              protocol::error_body(unavailable("model: not loaded yet")), {{"Retry-After", "1"}});
+      w->send(503, "application/json", protocol::error_body(unavailable("model: not loaded yet")),
+              {{"Retry-After", "1"}});
       return;
     }
     if (path == "/v1/models") {
@@ -213,8 +214,9 @@ class InstanceServer::Impl {
                "The instance cannot start this request in time (" + reason + ")");
       auto body = protocol::error_object(s);
       body["error"]["code"] = reason;
-      w->send(s.http(), "application/json", body.dump(),
-              {{"Retry-After", std::to_string(d.retry_after_s)}, {"x-baton-reject-reason", reason}});
+      w->send(
+          s.http(), "application/json", body.dump(),
+          {{"Retry-After", std::to_string(d.retry_after_s)}, {"x-baton-reject-reason", reason}});
       return;
     }
     auto call = std::make_shared<Call>();
@@ -284,10 +286,10 @@ class InstanceServer::Impl {
       auto item = ready_queue_.pop_until(Clock::now() + std::chrono::milliseconds(200));
       if (engine_) {
         auto st = engine_->stats();
-        admission_.observe_prefill(st.prompt_tokens,
-                                   std::chrono::duration_cast<std::chrono::microseconds>(
-                                       Clock::now().time_since_epoch())
-                                       .count());
+        admission_.observe_prefill(
+            st.prompt_tokens,
+            std::chrono::duration_cast<std::chrono::microseconds>(Clock::now().time_since_epoch())
+                .count());
       }
       if (!item.is_ok()) {
         if (item.status().code() == StatusCode::kDeadlineExceeded) continue;
@@ -349,16 +351,20 @@ class InstanceServer::Impl {
           }
           if (call.req.stream && !call.client_gone.load()) {
             if (chat && !c.role_sent) {
-              w.write(protocol::sse_event(protocol::chat_role_chunk(call.meta, static_cast<int32_t>(ci))));
+              w.write(protocol::sse_event(
+                  protocol::chat_role_chunk(call.meta, static_cast<int32_t>(ci))));
               c.role_sent = true;
             }
-            if (!d.text.empty() || !d.token_ids.empty() || c.finish != protocol::FinishReason::kNone) {
+            if (!d.text.empty() || !d.token_ids.empty() ||
+                c.finish != protocol::FinishReason::kNone) {
               if (chat) {
                 protocol::ChatDelta delta;
                 delta.index = static_cast<int32_t>(ci);
                 delta.content = d.text;
                 delta.logprobs = std::move(lps);
-                delta.finish_reason = d.finish == engine::FinishReason::kNone ? protocol::FinishReason::kNone : c.finish;
+                delta.finish_reason = d.finish == engine::FinishReason::kNone
+                                          ? protocol::FinishReason::kNone
+                                          : c.finish;
                 delta.stop_reason = c.stop_reason;
                 w.write(protocol::sse_event(protocol::chat_chunk(call.meta, delta)));
               } else {
@@ -367,7 +373,9 @@ class InstanceServer::Impl {
                 choice.text = d.text;
                 choice.logprobs = std::move(lps);
                 choice.text_offset = c.text_offset;
-                choice.finish_reason = d.finish == engine::FinishReason::kNone ? protocol::FinishReason::kNone : c.finish;
+                choice.finish_reason = d.finish == engine::FinishReason::kNone
+                                           ? protocol::FinishReason::kNone
+                                           : c.finish;
                 choice.stop_reason = c.stop_reason;
                 w.write(protocol::sse_event(protocol::completion_chunk(call.meta, choice)));
               }
@@ -414,8 +422,10 @@ class InstanceServer::Impl {
     e2e_->observe(secs(now - call.arrival));
     if (call.first_token) {
       queue_->observe(secs(*call.first_token - call.arrival));
-      const int32_t per_choice = call.choices.empty() ? 0 : completion_tokens / static_cast<int32_t>(call.choices.size());
-      if (per_choice > 1) tpot_->observe(secs(call.last_token - *call.first_token) / (per_choice - 1));
+      const int32_t per_choice =
+          call.choices.empty() ? 0 : completion_tokens / static_cast<int32_t>(call.choices.size());
+      if (per_choice > 1)
+        tpot_->observe(secs(call.last_token - *call.first_token) / (per_choice - 1));
     }
     admission_.finished(prompt_tokens, call.first_token.has_value());
     if (call.client_gone.load()) return;
@@ -439,8 +449,9 @@ class InstanceServer::Impl {
     }
     if (call.req.stream) {
       if (call.req.include_usage) {
-        w.write(protocol::sse_event(call.req.chat ? protocol::chat_usage_chunk(call.meta, usage)
-                                                  : protocol::completion_usage_chunk(call.meta, usage)));
+        w.write(protocol::sse_event(call.req.chat
+                                        ? protocol::chat_usage_chunk(call.meta, usage)
+                                        : protocol::completion_usage_chunk(call.meta, usage)));
       }
       w.write(std::string(protocol::kSseDone));
       w.end_stream();
@@ -466,7 +477,8 @@ class InstanceServer::Impl {
   void tokenize(const protocol::HttpRequest& req, protocol::ResponseWriter& w) {
     auto body = protocol::parse_json_object(req.body);
     if (!body.is_ok()) return w.send_error(body.status());
-    if (!ctx_.tokenizer) return w.send_error(invalid_argument("prompt: this model has no tokenizer"));
+    if (!ctx_.tokenizer)
+      return w.send_error(invalid_argument("prompt: this model has no tokenizer"));
     std::string text;
     bool add_special = true;
     if (body->contains("messages")) {
@@ -498,14 +510,16 @@ class InstanceServer::Impl {
   void detokenize(const protocol::HttpRequest& req, protocol::ResponseWriter& w) {
     auto body = protocol::parse_json_object(req.body);
     if (!body.is_ok()) return w.send_error(body.status());
-    if (!ctx_.tokenizer) return w.send_error(invalid_argument("tokens: this model has no tokenizer"));
+    if (!ctx_.tokenizer)
+      return w.send_error(invalid_argument("tokens: this model has no tokenizer"));
     if (!body->contains("tokens") || !(*body)["tokens"].is_array()) {
       return w.send_error(invalid_argument("tokens: required, a list of token ids"));
     }
     std::vector<int32_t> ids;
     for (const auto& t : (*body)["tokens"]) {
       if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() >= ctx_.vocab_size) {
-        return w.send_error(invalid_argument("tokens: every entry must be a token id of the vocabulary"));
+        return w.send_error(
+            invalid_argument("tokens: every entry must be a token id of the vocabulary"));
       }
       ids.push_back(t.get<int32_t>());
     }

@@ -43,11 +43,10 @@ Result<engine::EngineRequest> make_request(const protocol::SamplingFields& f,
   engine::EngineRequest r;
   const auto prompt_len = static_cast<int32_t>(prompt.size());
   if (prompt_len >= ctx.max_model_len) {
-    return invalid_argument(std::string(chat ? "messages" : "prompt") +
-                            ": This model's maximum context length is " +
-                            std::to_string(ctx.max_model_len) + " tokens. However, your " +
-                            (chat ? "messages" : "prompt") + " resulted in " +
-                            std::to_string(prompt_len) + " tokens.");
+    return invalid_argument(
+        std::string(chat ? "messages" : "prompt") + ": This model's maximum context length is " +
+        std::to_string(ctx.max_model_len) + " tokens. However, your " +
+        (chat ? "messages" : "prompt") + " resulted in " + std::to_string(prompt_len) + " tokens.");
   }
   const auto* g = ctx.generation ? &*ctx.generation : nullptr;
   auto& p = r.params;
@@ -62,12 +61,12 @@ Result<engine::EngineRequest> make_request(const protocol::SamplingFields& f,
   }
   if (max_tokens > room) {
     if (f.max_tokens) {
-      return invalid_argument("max_tokens: This model's maximum context length is " +
-                              std::to_string(ctx.max_model_len) + " tokens. However, you requested " +
-                              std::to_string(prompt_len + max_tokens) + " tokens (" +
-                              std::to_string(prompt_len) + " in the " +
-                              (chat ? "messages" : "prompt") + ", " + std::to_string(max_tokens) +
-                              " in the completion).");
+      return invalid_argument(
+          "max_tokens: This model's maximum context length is " +
+          std::to_string(ctx.max_model_len) + " tokens. However, you requested " +
+          std::to_string(prompt_len + max_tokens) + " tokens (" + std::to_string(prompt_len) +
+          " in the " + (chat ? "messages" : "prompt") + ", " + std::to_string(max_tokens) +
+          " in the completion).");
     }
     max_tokens = room;
   }
@@ -121,7 +120,8 @@ Result<PreparedRequest> prepare_completion(const protocol::CompletionRequest& re
     const auto& pr = req.prompts[i];
     std::vector<int32_t> ids;
     if (pr.is_text()) {
-      if (!ctx.tokenizer) return invalid_argument("prompt: this model has no tokenizer; send token ids");
+      if (!ctx.tokenizer)
+        return invalid_argument("prompt: this model has no tokenizer; send token ids");
       BATON_ASSIGN_OR_RETURN(ids, ctx.tokenizer->encode(pr.text, /*add_special_tokens=*/true));
     } else {
       ids = pr.token_ids;
@@ -134,7 +134,8 @@ Result<PreparedRequest> prepare_completion(const protocol::CompletionRequest& re
     }
     if (ids.empty()) return invalid_argument("prompt: must not be empty");
     out.prompt_tokens.push_back(static_cast<int32_t>(ids.size()));
-    BATON_ASSIGN_OR_RETURN(engine::EngineRequest r, make_request(req.params, std::move(ids), false, ctx));
+    BATON_ASSIGN_OR_RETURN(engine::EngineRequest r,
+                           make_request(req.params, std::move(ids), false, ctx));
     out.prompts.push_back(std::move(r));
   }
   return out;
@@ -161,7 +162,8 @@ Result<PreparedRequest> prepare_chat(const protocol::ChatRequest& req, const Mod
   out.n = req.params.n.value_or(1);
   out.logprobs = req.params.logprobs;
   out.prompt_tokens.push_back(static_cast<int32_t>(ids.size()));
-  BATON_ASSIGN_OR_RETURN(engine::EngineRequest r, make_request(req.params, std::move(ids), true, ctx));
+  BATON_ASSIGN_OR_RETURN(engine::EngineRequest r,
+                         make_request(req.params, std::move(ids), true, ctx));
   out.prompts.push_back(std::move(r));
   return out;
 }

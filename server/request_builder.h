@@ -21,7 +21,7 @@
 namespace baton::server {
 
 struct ModelContext {
-  std::string served_name;           // the `model` clients must send
+  std::string served_name;  // the `model` clients must send
   std::optional<model::Tokenizer> tokenizer;
   std::optional<model::ChatTemplateSet> chat_templates;
   std::optional<model::GenerationConfig> generation;
