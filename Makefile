@@ -4,6 +4,10 @@ PRESET ?= release
 BUILD := build/$(PRESET)
 BATON := $(BUILD)/cli/baton
 JOBS ?= $(shell nproc)
+# Compiler cache hits across clones and checkouts in other folders (CI
+# builds a fresh clone each time).
+export CCACHE_BASEDIR := $(CURDIR)
+export CCACHE_NOHASHDIR := true
 
 .PHONY: up test test-slow test-asan build deps node-deps configure format bench clean
 
