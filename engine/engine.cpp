@@ -23,7 +23,7 @@ Result<EngineEvent> RequestStream::next(std::chrono::steady_clock::time_point de
   return ev;
 }
 
-void RequestStream::publish(SeqDelta delta, bool done, int32_t prompt_tokens, int32_t cached) {
+void RequestStream::publish(SeqDelta delta, bool done, const RequestInfo& info) {
   {
     std::lock_guard lock(mu_);
     auto it = std::find_if(pending_.deltas.begin(), pending_.deltas.end(),
@@ -40,8 +40,7 @@ void RequestStream::publish(SeqDelta delta, bool done, int32_t prompt_tokens, in
       }
     }
     pending_.done = pending_.done || done;
-    pending_.prompt_tokens = prompt_tokens;
-    pending_.cached_prompt_tokens = cached;
+    pending_.info = info;
     has_pending_ = true;
   }
   cv_.notify_all();
@@ -62,8 +61,8 @@ struct Engine::Live {
   EngineRequest request;
   std::vector<SeqText> seqs;
   int32_t unfinished = 0;
-  int32_t prompt_tokens = 0;
-  int32_t cached = 0;
+  RequestInfo info;
+  std::chrono::steady_clock::time_point submitted;
   size_t max_stop_len = 0;
 };
 
@@ -163,7 +162,8 @@ Result<std::shared_ptr<RequestStream>> Engine::submit(EngineRequest req) {
   if (req.on_ready) live->stream->set_on_ready(std::move(req.on_ready));
   live->seqs.resize(static_cast<size_t>(req.params.n));
   live->unfinished = req.params.n;
-  live->prompt_tokens = static_cast<int32_t>(req.prompt.size());
+  live->info.prompt_tokens = static_cast<int32_t>(req.prompt.size());
+  live->submitted = std::chrono::steady_clock::now();
   for (const auto& s : req.stop) live->max_stop_len = std::max(live->max_stop_len, s.size());
   if (tokenizer_) {
     for (auto& s : live->seqs) s.decoder.emplace(*tokenizer_, req.skip_special_tokens);
@@ -314,7 +314,7 @@ bool Engine::emit_token(Live& live, int32_t idx, const SampleResult& r, bool fin
     size_t emit = st.held.size() > keep ? utf8_safe_prefix(st.held, st.held.size() - keep) : 0;
     d.text = st.held.substr(0, emit);
     st.held.erase(0, emit);
-    live.stream->publish(std::move(d), false, live.prompt_tokens, live.cached);
+    live.stream->publish(std::move(d), false, live.info);
     return false;
   }
   // A stop string ends the sequence (and wins over length/EOS of this step).
@@ -340,7 +340,7 @@ bool Engine::emit_token(Live& live, int32_t idx, const SampleResult& r, bool fin
   d.finish = FinishReason::kStop;
   d.stop = *hit;
   bool done = --live.unfinished == 0;
-  live.stream->publish(std::move(d), done, live.prompt_tokens, live.cached);
+  live.stream->publish(std::move(d), done, live.info);
   if (done) {
     std::lock_guard lock(mu_);
     live_.erase(live.id);
@@ -362,7 +362,7 @@ void Engine::finish_seq(Live& live, int32_t idx, FinishReason reason) {
   d.text = std::move(st.held);
   st.held.clear();
   bool done = --live.unfinished == 0;
-  live.stream->publish(std::move(d), done, live.prompt_tokens, live.cached);
+  live.stream->publish(std::move(d), done, live.info);
   if (done) {
     std::lock_guard lock(mu_);
     live_.erase(live.id);
@@ -385,6 +385,14 @@ Status Engine::step() {
     return Status::ok();
   }
 
+  const auto now = std::chrono::steady_clock::now();
+  for (const ScheduledSeq& s : plan.seqs) {
+    if (s.seq_index != 0) continue;
+    auto l = find_live(s.request_id);
+    if (l && l->info.queue_time_s < 0) {
+      l->info.queue_time_s = std::chrono::duration<double>(now - l->submitted).count();
+    }
+  }
   for (const BlockCopy& c : plan.block_copies)
     BATON_RETURN_IF_ERROR(model_->copy_block(c.src, c.dst));
   batch_.clear();
@@ -425,8 +433,10 @@ Status Engine::step() {
     if (!live) continue;
     Live& l = *live;
     const int32_t idx = sampled[i].seq_index;
-    if (idx == 0 && l.cached == 0) {
-      if (Sequence* s0 = scheduler_->sequence(l.id, 0)) l.cached = s0->num_cached_prompt_tokens;
+    if (idx == 0 && l.info.cached_prompt_tokens == 0) {
+      if (Sequence* s0 = scheduler_->sequence(l.id, 0)) {
+        l.info.cached_prompt_tokens = s0->num_cached_prompt_tokens;
+      }
     }
     bool by_commit = std::any_of(finished.begin(), finished.end(), [&](const FinishedSeq& f) {
       return f.request_id == l.id && f.seq_index == idx;

@@ -72,11 +72,19 @@ struct SeqDelta {
   std::string stop;  // the stop string that matched, if any
 };
 
+// What the engine knows of a request as a whole, repeated in every event.
+struct RequestInfo {
+  int32_t prompt_tokens = 0;
+  int32_t cached_prompt_tokens = 0;  // prefix cache hit of sequence 0
+  // Seconds from submit() to the first step that scheduled the request;
+  // negative until then.
+  double queue_time_s = -1;
+};
+
 struct EngineEvent {
   std::vector<SeqDelta> deltas;
   bool done = false;  // every sequence finished; nothing follows
-  int32_t prompt_tokens = 0;
-  int32_t cached_prompt_tokens = 0;  // prefix cache hit of sequence 0
+  RequestInfo info;
 };
 
 // A request's output channel. The engine never blocks on it: it merges new
@@ -96,7 +104,7 @@ class RequestStream {
   void set_on_ready(std::function<void()> cb) { on_ready_ = std::move(cb); }
 
   // Engine side.
-  void publish(SeqDelta delta, bool done, int32_t prompt_tokens, int32_t cached);
+  void publish(SeqDelta delta, bool done, const RequestInfo& info);
 
  private:
   RequestId id_;

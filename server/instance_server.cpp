@@ -65,6 +65,7 @@ struct Call {
   };
   std::vector<Choice> choices;
   int32_t cached_tokens = 0;
+  double queue_time_s = -1;  // engine-side, of the first prompt
   Clock::time_point arrival;
   std::optional<Clock::time_point> first_token;
   Clock::time_point last_token;
@@ -97,8 +98,8 @@ class InstanceServer::Impl {
     e2e_ = &m.histogram("baton:e2e_request_latency_seconds", "End-to-end request latency.",
                         kLatencyBuckets);
     queue_ = &m.histogram("baton:request_queue_time_seconds",
-                          "Time from arrival to the start of the first token's step "
-                          "(measured as TTFT minus the last step).",
+                          "Time from arrival in the engine to the first step that scheduled the "
+                          "request.",
                           kLatencyBuckets);
     success_ = &m.counter_family("baton:request_success_total", "Finished requests by reason.",
                                  {"finished_reason"});
@@ -325,7 +326,10 @@ class InstanceServer::Impl {
       while (!call.stream_done[p]) {
         auto ev = call.streams[p]->next(Clock::now());
         if (!ev.is_ok()) break;
-        if (p == 0) call.cached_tokens = ev->cached_prompt_tokens;
+        if (p == 0) {
+          call.cached_tokens = ev->info.cached_prompt_tokens;
+          if (ev->info.queue_time_s >= 0) call.queue_time_s = ev->info.queue_time_s;
+        }
         for (auto& d : ev->deltas) {
           const size_t ci = p * static_cast<size_t>(call.req.n) + static_cast<size_t>(d.index);
           Call::Choice& c = call.choices[ci];
@@ -420,8 +424,8 @@ class InstanceServer::Impl {
     prompt_tokens_->inc(prompt_tokens);
     generation_tokens_->inc(completion_tokens);
     e2e_->observe(secs(now - call.arrival));
+    if (call.queue_time_s >= 0) queue_->observe(call.queue_time_s);
     if (call.first_token) {
-      queue_->observe(secs(*call.first_token - call.arrival));
       const int32_t per_choice =
           call.choices.empty() ? 0 : completion_tokens / static_cast<int32_t>(call.choices.size());
       if (per_choice > 1)

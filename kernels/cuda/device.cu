@@ -86,7 +86,8 @@ Result<double> measure_copy_bandwidth(int device, uint64_t bytes, int repeats) {
       cudaEventRecord(stop);
       st = cuda_status(cudaEventSynchronize(stop), "copy kernel");
       float t = 0;
-      if (st.is_ok()) st = cuda_status(cudaEventElapsedTime(&t, start, stop), "cudaEventElapsedTime");
+      if (st.is_ok())
+        st = cuda_status(cudaEventElapsedTime(&t, start, stop), "cudaEventElapsedTime");
       if (st.is_ok() && r >= 0) ms.push_back(t);
     }
   }

@@ -191,3 +191,13 @@ test('a cancelled stream frees its KV', async () => {
   assert.equal(usage, 0);
   assert.ok((await metric('baton:request_success_total')) !== undefined);
 });
+
+test('metrics count what was served', async () => {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  for (const name of ['baton:time_to_first_token_seconds_count', 'baton:request_queue_time_seconds_count',
+                      'baton:e2e_request_latency_seconds_count', 'baton:generation_tokens_total']) {
+    const v = await metric(name);
+    assert.ok(v > 0, `${name} = ${v}\n${text}`);
+  }
+  assert.ok((await metric('baton:prompt_tokens_total')) > 0);
+});
