@@ -7,4 +7,4 @@ mode=(-i)
 if [ "${1:-}" = "--check" ]; then
   mode=(--dry-run -Werror)
 fi
-git ls-files -- '*.h' '*.cpp' '*.cu' '*.cuh' | xargs -r clang-format "${mode[@]}"
+git ls-files --cached --others --exclude-standard -- '*.h' '*.cpp' '*.cu' '*.cuh' | xargs -r clang-format "${mode[@]}"
