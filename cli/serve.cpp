@@ -11,7 +11,7 @@
 #include "server/instance_server.h"
 
 #ifndef BATON_DEFAULT_MODEL
-#define BATON_DEFAULT_MODEL "tests/fixtures/tiny-llama3"
+#define BATON_DEFAULT_MODEL "models/baton-tiny"
 #endif
 
 namespace baton::cli {

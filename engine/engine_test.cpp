@@ -265,3 +265,34 @@ TEST(Engine, RejectsBadRequestsWithTheField) {
 
 }  // namespace
 }  // namespace baton::engine
+
+namespace baton::engine {
+namespace {
+
+// The built-in default model (models/baton-tiny, trained by
+// tools/train_tiny.py) against transformers' greedy outputs for it.
+TEST(BuiltInModel, GreedyMatchesTransformers) {
+  EngineConfig cfg;
+  cfg.model = (fs::path(BATON_SOURCE_DIR) / "models" / "baton-tiny").string();
+  cfg.threads = 2;
+  cfg.num_blocks = 128;
+  auto e = Engine::create(cfg);
+  ASSERT_TRUE(e.is_ok()) << e.status().to_string();
+  std::ifstream in(fs::path(BATON_SOURCE_DIR) / "tests" / "fixtures" / "baton-tiny" /
+                   "expected.json");
+  json cases = json::parse(in)["greedy"];
+  std::vector<EngineRequest> reqs;
+  for (const auto& c : cases) {
+    auto ids = (*e)->tokenizer()->encode(c["prompt"].get<std::string>(), true);
+    ASSERT_TRUE(ids.is_ok());
+    EXPECT_EQ(*ids, c["prompt_ids"].get<std::vector<int32_t>>()) << c["prompt"];
+    reqs.push_back(greedy_request(*ids, static_cast<int32_t>(c["output_ids"].size())));
+  }
+  auto out = run_all(**e, std::move(reqs));
+  for (size_t i = 0; i < cases.size(); ++i) {
+    EXPECT_EQ(out[i].tokens[0], cases[i]["output_ids"].get<std::vector<int32_t>>()) << i;
+  }
+}
+
+}  // namespace
+}  // namespace baton::engine
