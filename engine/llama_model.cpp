@@ -358,20 +358,27 @@ Status check_range(const ModelOptions& o, const int32_t* table, int32_t first, i
 }
 }  // namespace
 
+Result<LlamaModel::KvStaging> LlamaModel::kv_staging(int32_t count) {
+  const int64_t kv = config_.kv_size();
+  KvStaging st;
+  BATON_ASSIGN_OR_RETURN(st.buffer, backend_.allocate(2 * static_cast<size_t>(count * kv) *
+                                                      dtype_size(options_.kv_dtype)));
+  st.k = Tensor(st.buffer.data(), options_.kv_dtype, {count, kv});
+  st.v =
+      Tensor(static_cast<char*>(st.buffer.data()) + st.k.bytes(), options_.kv_dtype, {count, kv});
+  return st;
+}
+
 Status LlamaModel::export_kv(const int32_t* table, int32_t first, int32_t count, void* dst) {
   BATON_RETURN_IF_ERROR(check_range(options_, table, first, count));
   if (count == 0) return Status::ok();
-  const int64_t kv = config_.kv_size();
-  BATON_ASSIGN_OR_RETURN(
-      kernels::DeviceBuffer staging,
-      backend_.allocate(2 * static_cast<size_t>(count * kv) * dtype_size(options_.kv_dtype)));
-  Tensor ks(staging.data(), options_.kv_dtype, {count, kv});
-  Tensor vs(static_cast<char*>(staging.data()) + ks.bytes(), options_.kv_dtype, {count, kv});
+  BATON_ASSIGN_OR_RETURN(KvStaging st, kv_staging(count));
+  const size_t layer_bytes = 2 * st.k.bytes();
   char* out = static_cast<char*>(dst);
   for (Layer& L : layers_) {
-    backend_.kv_gather(L.cache, table, first, count, ks, vs);
-    BATON_RETURN_IF_ERROR(backend_.download(staging.data(), 2 * ks.bytes(), out));
-    out += 2 * ks.bytes();
+    backend_.kv_gather(L.cache, table, first, count, st.k, st.v);
+    BATON_RETURN_IF_ERROR(backend_.download(st.buffer.data(), layer_bytes, out));
+    out += layer_bytes;
   }
   return backend_.synchronize();
 }
@@ -379,17 +386,13 @@ Status LlamaModel::export_kv(const int32_t* table, int32_t first, int32_t count,
 Status LlamaModel::import_kv(const int32_t* table, int32_t first, int32_t count, const void* src) {
   BATON_RETURN_IF_ERROR(check_range(options_, table, first, count));
   if (count == 0) return Status::ok();
-  const int64_t kv = config_.kv_size();
-  BATON_ASSIGN_OR_RETURN(
-      kernels::DeviceBuffer staging,
-      backend_.allocate(2 * static_cast<size_t>(count * kv) * dtype_size(options_.kv_dtype)));
-  Tensor ks(staging.data(), options_.kv_dtype, {count, kv});
-  Tensor vs(static_cast<char*>(staging.data()) + ks.bytes(), options_.kv_dtype, {count, kv});
+  BATON_ASSIGN_OR_RETURN(KvStaging st, kv_staging(count));
+  const size_t layer_bytes = 2 * st.k.bytes();
   const char* in = static_cast<const char*>(src);
   for (Layer& L : layers_) {
-    BATON_RETURN_IF_ERROR(backend_.upload(in, 2 * ks.bytes(), staging.data()));
-    backend_.kv_scatter(L.cache, table, first, count, ks, vs);
-    in += 2 * ks.bytes();
+    BATON_RETURN_IF_ERROR(backend_.upload(in, layer_bytes, st.buffer.data()));
+    backend_.kv_scatter(L.cache, table, first, count, st.k, st.v);
+    in += layer_bytes;
   }
   return backend_.synchronize();
 }

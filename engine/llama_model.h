@@ -83,8 +83,16 @@ class LlamaModel {
     kernels::KvCacheView cache;
   };
 
+  // Backend memory for the K and V of `count` tokens of one layer, back to
+  // back: the unit export_kv/import_kv move per layer.
+  struct KvStaging {
+    kernels::DeviceBuffer buffer;
+    kernels::Tensor k, v;
+  };
+
   LlamaModel(kernels::Backend& backend, const model::ModelConfig& config,
              const ModelOptions& options);
+  Result<KvStaging> kv_staging(int32_t count);
   Status load(const model::ModelWeights& weights);
   Status allocate_runtime();
   Result<kernels::Tensor> upload(const std::vector<const model::TensorRef*>& parts, bool to_f32);

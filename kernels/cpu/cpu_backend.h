@@ -62,6 +62,11 @@ class CpuBackend final : public Backend {
   const float* as_f32(const Tensor& t, std::vector<float>& tmp) const;
   // Rows to hand one worker so that a task does ~kGrainElems of work.
   static int64_t row_grain(int64_t cols);
+  // kv_gather (to_cache false) and kv_scatter (true): rows between the paged
+  // cache and dense [num_tokens, kv_heads * head_dim] tensors, converted.
+  void copy_kv_rows(const KvCacheView& cache, const int32_t* block_table, int32_t first_token,
+                    int32_t num_tokens, const Tensor& k_dense, const Tensor& v_dense,
+                    bool to_cache);
   void rms_rows(const float* x, const float* w, float eps, int64_t d, float* out) const;
 
   Isa isa_;

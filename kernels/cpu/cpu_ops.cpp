@@ -182,56 +182,48 @@ void CpuBackend::kv_append(const Tensor& k, const Tensor& v, const Tensor& slots
   });
 }
 
-void CpuBackend::kv_gather(const KvCacheView& cache, const int32_t* block_table,
-                           int32_t first_token, int32_t num_tokens, Tensor& k_out, Tensor& v_out) {
+void CpuBackend::copy_kv_rows(const KvCacheView& cache, const int32_t* block_table,
+                              int32_t first_token, int32_t num_tokens, const Tensor& k_dense,
+                              const Tensor& v_dense, bool to_cache) {
   check_cache(cache);
   const int64_t row = static_cast<int64_t>(cache.num_kv_heads) * cache.head_dim;
   BATON_CHECK(first_token >= 0 && num_tokens >= 0);
-  BATON_CHECK(k_out.rows() == num_tokens && v_out.rows() == num_tokens);
-  BATON_CHECK(k_out.cols() == row && v_out.cols() == row);
-  BATON_CHECK(is_float_storage(k_out.dtype) && is_float_storage(v_out.dtype));
+  BATON_CHECK(k_dense.rows() == num_tokens && v_dense.rows() == num_tokens);
+  BATON_CHECK(k_dense.cols() == row && v_dense.cols() == row);
+  BATON_CHECK(is_float_storage(k_dense.dtype) && is_float_storage(v_dense.dtype));
   const int64_t cache_blocks = cache.k.numel() / (row * cache.block_size);
   pool_.parallel_for(num_tokens, row_grain(2 * row), [&](int64_t b, int64_t e, int) {
     std::vector<float> tmp;
     for (int64_t i = b; i < e; ++i) {
       const int64_t t = first_token + i;
       const int32_t blk = block_table[t / cache.block_size];
-      BATON_CHECK_MSG(blk >= 0 && blk < cache_blocks, "kv_gather: block id outside the cache");
+      BATON_CHECK_MSG(blk >= 0 && blk < cache_blocks,
+                      "kv_gather/kv_scatter: block id outside the cache");
       const int64_t slot = static_cast<int64_t>(blk) * cache.block_size + t % cache.block_size;
-      const size_t dst_k = static_cast<size_t>(i * row) * dtype_size(k_out.dtype);
-      const size_t dst_v = static_cast<size_t>(i * row) * dtype_size(v_out.dtype);
-      convert_row(ops_, slot_row(cache.k, slot, row), cache.k.dtype,
-                  static_cast<char*>(k_out.data) + dst_k, k_out.dtype, row, tmp);
-      convert_row(ops_, slot_row(cache.v, slot, row), cache.v.dtype,
-                  static_cast<char*>(v_out.data) + dst_v, v_out.dtype, row, tmp);
+      for (const auto& [dense, side] :
+           {std::pair{&k_dense, &cache.k}, std::pair{&v_dense, &cache.v}}) {
+        char* dense_row = static_cast<char*>(dense->data) +
+                          static_cast<size_t>(i * row) * dtype_size(dense->dtype);
+        if (to_cache) {
+          convert_row(ops_, dense_row, dense->dtype, slot_row(*side, slot, row), side->dtype, row,
+                      tmp);
+        } else {
+          convert_row(ops_, slot_row(*side, slot, row), side->dtype, dense_row, dense->dtype, row,
+                      tmp);
+        }
+      }
     }
   });
 }
 
+void CpuBackend::kv_gather(const KvCacheView& cache, const int32_t* block_table,
+                           int32_t first_token, int32_t num_tokens, Tensor& k_out, Tensor& v_out) {
+  copy_kv_rows(cache, block_table, first_token, num_tokens, k_out, v_out, /*to_cache=*/false);
+}
+
 void CpuBackend::kv_scatter(KvCacheView& cache, const int32_t* block_table, int32_t first_token,
                             int32_t num_tokens, const Tensor& k_in, const Tensor& v_in) {
-  check_cache(cache);
-  const int64_t row = static_cast<int64_t>(cache.num_kv_heads) * cache.head_dim;
-  BATON_CHECK(first_token >= 0 && num_tokens >= 0);
-  BATON_CHECK(k_in.rows() == num_tokens && v_in.rows() == num_tokens);
-  BATON_CHECK(k_in.cols() == row && v_in.cols() == row);
-  BATON_CHECK(is_float_storage(k_in.dtype) && is_float_storage(v_in.dtype));
-  const int64_t cache_blocks = cache.k.numel() / (row * cache.block_size);
-  pool_.parallel_for(num_tokens, row_grain(2 * row), [&](int64_t b, int64_t e, int) {
-    std::vector<float> tmp;
-    for (int64_t i = b; i < e; ++i) {
-      const int64_t t = first_token + i;
-      const int32_t blk = block_table[t / cache.block_size];
-      BATON_CHECK_MSG(blk >= 0 && blk < cache_blocks, "kv_scatter: block id outside the cache");
-      const int64_t slot = static_cast<int64_t>(blk) * cache.block_size + t % cache.block_size;
-      const size_t src_k = static_cast<size_t>(i * row) * dtype_size(k_in.dtype);
-      const size_t src_v = static_cast<size_t>(i * row) * dtype_size(v_in.dtype);
-      convert_row(ops_, static_cast<const char*>(k_in.data) + src_k, k_in.dtype,
-                  slot_row(cache.k, slot, row), cache.k.dtype, row, tmp);
-      convert_row(ops_, static_cast<const char*>(v_in.data) + src_v, v_in.dtype,
-                  slot_row(cache.v, slot, row), cache.v.dtype, row, tmp);
-    }
-  });
+  copy_kv_rows(cache, block_table, first_token, num_tokens, k_in, v_in, /*to_cache=*/true);
 }
 
 }  // namespace baton::kernels
