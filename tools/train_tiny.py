@@ -5,9 +5,11 @@ its own byte-level BPE tokenizer, on English text from Debian packages.
     python3 tools/make_tiny_corpus.py corpus.jsonl       # here, from Debian packages
     python3 tools/train_tiny.py corpus.jsonl OUT_DIR     # on the GPU machine
 
-Deterministic (fixed seeds, fixed step count). Writes a Hugging Face model
-directory (config.json, model.safetensors in bf16, tokenizer.json,
-tokenizer_config.json with the chat template, generation_config.json), a
+Fixed seeds and a fixed step count (GPU reductions are not bit-exact, so a
+rerun differs in the last digits). Writes a Hugging Face model directory
+(config.json, bf16 safetensors in shards of at most 12 MB so they can leave
+the GPU machine; tools/merge_safetensors.py joins them), tokenizer.json,
+tokenizer_config.json with the chat template, generation_config.json, a
 README.md with held-out perplexity and samples, and expected.json with
 transformers' greedy outputs for Baton's tests.
 """
