@@ -97,7 +97,10 @@ TEST_P(FixtureModel, GreedyMatchesTransformers) {
   const int32_t bs = l.model->options().block_size;
   const int32_t vocab = l.model->vocab_size();
   int32_t next_block = 0;
-  for (const auto& c : expected(name)["greedy"]) {
+  // Keep the document alive for the loop: a range over a temporary's member
+  // would dangle.
+  const json cases = expected(name)["greedy"];
+  for (const auto& c : cases) {
     Seq s;
     s.tokens = c["prompt_ids"].get<std::vector<int32_t>>();
     size_t steps = c["output_ids"].size();
