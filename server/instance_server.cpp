@@ -285,7 +285,8 @@ class InstanceServer::Impl {
   void pump_loop() {
     for (;;) {
       auto item = ready_queue_.pop_until(Clock::now() + std::chrono::milliseconds(200));
-      if (engine_) {
+      // ready_ (set after engine_ in attach) orders the read of engine_.
+      if (ready_.load()) {
         auto st = engine_->stats();
         admission_.observe_prefill(
             st.prompt_tokens,
@@ -535,7 +536,7 @@ class InstanceServer::Impl {
   }
 
   void refresh_gauges() {
-    if (!engine_) return;
+    if (!ready_.load()) return;
     auto st = engine_->stats();
     running_->set(st.num_running);
     waiting_->set(st.num_waiting);
