@@ -64,6 +64,12 @@ struct Engine::Live {
   RequestInfo info;
   std::chrono::steady_clock::time_point submitted;
   size_t max_stop_len = 0;
+  // Decode-side import: the first tokens (one per sequence, once delivered)
+  // and the KV (once landed); the request joins the batch when both are here.
+  bool importing = false;
+  int32_t cached_tokens = 0;
+  std::optional<std::vector<int32_t>> first_tokens;
+  std::shared_ptr<const KvBuffer> kv;
 };
 
 namespace {
@@ -131,6 +137,7 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& cfg) {
   sc.eos_token_ids = e->eos_;
   sc.seed = cfg.seed;
   BATON_ASSIGN_OR_RETURN(e->scheduler_, Scheduler::create(sc));
+  e->update_stats(0, 0, /*counts_step=*/false);
   return e;
 }
 
@@ -138,7 +145,7 @@ Engine::~Engine() { stop(); }
 
 // ---- thread-safe API ---------------------------------------------------------
 
-Result<std::shared_ptr<RequestStream>> Engine::submit(EngineRequest req) {
+Result<std::shared_ptr<Engine::Live>> Engine::make_live(EngineRequest& req) {
   if (req.prompt.empty()) return invalid_argument("prompt: must contain at least one token");
   for (int32_t t : req.prompt) {
     if (t < 0 || t >= model_config_.vocab_size) {
@@ -155,6 +162,13 @@ Result<std::shared_ptr<RequestStream>> Engine::submit(EngineRequest req) {
   for (const auto& s : req.stop) {
     if (s.empty()) return invalid_argument("stop: stop strings must not be empty");
   }
+  if (req.prefill_only) {
+    req.stop.clear();
+    if (req.export_from_token < 0 ||
+        req.export_from_token >= static_cast<int32_t>(req.prompt.size())) {
+      return invalid_argument("export_from_token: must be within the prompt");
+    }
+  }
 
   auto live = std::make_shared<Live>();
   live->id = next_id_.fetch_add(1);
@@ -168,12 +182,17 @@ Result<std::shared_ptr<RequestStream>> Engine::submit(EngineRequest req) {
   if (tokenizer_) {
     for (auto& s : live->seqs) s.decoder.emplace(*tokenizer_, req.skip_special_tokens);
   }
+  return live;
+}
 
+Result<std::shared_ptr<RequestStream>> Engine::submit(EngineRequest req) {
+  BATON_ASSIGN_OR_RETURN(std::shared_ptr<Live> live, make_live(req));
   Request r;
   r.id = live->id;
   r.prompt = req.prompt;
   r.params = req.params;
   r.priority = req.priority;
+  r.prefill_only = req.prefill_only;
   live->request = std::move(req);
   {
     // Adding under mu_ orders every add before the loop's final abort sweep.
@@ -185,6 +204,181 @@ Result<std::shared_ptr<RequestStream>> Engine::submit(EngineRequest req) {
   }
   cv_.notify_all();
   return live->stream;
+}
+
+size_t Engine::kv_bytes_per_token() const { return model_->kv_bytes_per_token(); }
+
+void Engine::post(std::function<void()> command) {
+  {
+    std::lock_guard lock(mu_);
+    commands_.push_back(std::move(command));
+    wake_ = true;
+  }
+  cv_.notify_all();
+}
+
+void Engine::run_commands() {
+  std::vector<std::function<void()>> todo;
+  {
+    std::lock_guard lock(mu_);
+    todo.swap(commands_);
+  }
+  for (auto& c : todo) c();
+  if (!todo.empty()) update_stats(0, 0, /*counts_step=*/false);
+}
+
+Result<ImportHandle> Engine::reserve_import(EngineRequest req,
+                                            std::chrono::steady_clock::time_point deadline) {
+  if (req.prefill_only) return invalid_argument("prefill_only: not allowed on a KV import");
+  BATON_ASSIGN_OR_RETURN(std::shared_ptr<Live> live, make_live(req));
+  live->importing = true;
+  Request r;
+  r.id = live->id;
+  r.prompt = req.prompt;
+  r.params = req.params;
+  r.priority = req.priority;
+  live->request = std::move(req);
+
+  // The scheduler lives on the engine thread: reserve there and wait for the
+  // answer. A waiter that gives up marks the slot abandoned, so a late
+  // reservation is dropped at once instead of leaking.
+  struct Slot {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::optional<Result<ImportReservation>> result;
+    bool abandoned = false;
+  };
+  auto slot = std::make_shared<Slot>();
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ || !running_) return unavailable("engine is not running");
+    commands_.push_back([this, slot, live, r = std::move(r)]() mutable {
+      std::lock_guard lock(slot->mu);
+      if (slot->abandoned) return;
+      Result<ImportReservation> res = scheduler_->reserve_import(std::move(r));
+      if (res.is_ok()) {
+        live->cached_tokens = res->cached_tokens;
+        live->info.cached_prompt_tokens = res->cached_tokens;
+        std::lock_guard l2(mu_);
+        live_[live->id] = live;
+      }
+      slot->result = std::move(res);
+      slot->cv.notify_all();
+    });
+    wake_ = true;
+  }
+  cv_.notify_all();
+  std::unique_lock lock(slot->mu);
+  if (!slot->cv.wait_until(lock, deadline, [&] { return slot->result.has_value(); })) {
+    slot->abandoned = true;
+    return deadline_exceeded("the engine did not reserve KV room in time");
+  }
+  if (!slot->result->is_ok()) return slot->result->status();
+  ImportHandle h;
+  h.id = live->id;
+  h.stream = live->stream;
+  h.cached_tokens = live->cached_tokens;
+  h.prompt_tokens = live->info.prompt_tokens;
+  h.kv_bytes = static_cast<uint64_t>(h.prompt_tokens - h.cached_tokens) * kv_bytes_per_token();
+  return h;
+}
+
+void Engine::deliver_first_tokens(RequestId id, std::vector<FirstTokenIn> tokens) {
+  post([this, id, tokens = std::move(tokens)]() mutable {
+    std::shared_ptr<Live> live;
+    {
+      std::lock_guard lock(mu_);
+      auto it = live_.find(id);
+      if (it != live_.end()) live = it->second;
+    }
+    if (!live || !live->importing || live->first_tokens) return;
+    apply_first_tokens(*live, tokens);
+  });
+}
+
+void Engine::import_kv(RequestId id, std::shared_ptr<const KvBuffer> kv) {
+  post([this, id, kv = std::move(kv)]() mutable {
+    std::shared_ptr<Live> live;
+    {
+      std::lock_guard lock(mu_);
+      auto it = live_.find(id);
+      if (it != live_.end()) live = it->second;
+    }
+    if (!live || !live->importing || live->kv) return;
+    live->kv = std::move(kv);
+    if (live->first_tokens) finish_import(*live);
+  });
+}
+
+void Engine::apply_first_tokens(Live& live, std::vector<FirstTokenIn>& tokens) {
+  const size_t n = live.seqs.size();
+  std::vector<int32_t> ids(n, -1);
+  for (const FirstTokenIn& t : tokens) {
+    if (t.seq_index >= 0 && static_cast<size_t>(t.seq_index) < n) {
+      ids[static_cast<size_t>(t.seq_index)] = t.sample.token;
+    }
+  }
+  const bool complete = std::none_of(ids.begin(), ids.end(), [](int32_t t) { return t < 0; });
+  if (!complete || tokens.size() != n) {
+    BATON_LOG_WARN("request {}: first tokens do not cover its {} sequences; aborting it", live.id,
+                   n);
+    scheduler_->abort(live.id);
+    return;
+  }
+  live.first_tokens = ids;
+  if (live.info.queue_time_s < 0) {
+    live.info.queue_time_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - live.submitted).count();
+  }
+  // Stream the tokens now. The scheduler learns of them when the KV lands,
+  // so a stop string found here is only recorded (the sequence's text is
+  // finished) and applied to the scheduler then.
+  std::vector<FinishedSeq> unused;
+  for (const FirstTokenIn& t : tokens) {
+    emit_token(live, t.seq_index, t.sample, /*finished_by_commit=*/true, unused);
+    if (t.finish != FinishReason::kNone) finish_seq(live, t.seq_index, t.finish);
+  }
+  if (live.unfinished == 0) {
+    scheduler_->abort(live.id);  // nothing goes on: drop the reservation
+    return;
+  }
+  if (live.kv) finish_import(live);
+}
+
+void Engine::finish_import(Live& live) {
+  const Sequence* seq = scheduler_->sequence(live.id, 0);
+  if (seq == nullptr) return;  // aborted meanwhile
+  const auto prompt = static_cast<int32_t>(seq->prompt.size());
+  const KvBuffer& kv = *live.kv;
+  Status st = kv.first_token == live.cached_tokens && kv.num_tokens == prompt - live.cached_tokens
+                  ? model_->import_kv(seq->block_table.data(), kv.first_token, kv.num_tokens,
+                                      kv.bytes.data())
+                  : invalid_argument("KV import covers tokens [" + std::to_string(kv.first_token) +
+                                     ", " + std::to_string(kv.first_token + kv.num_tokens) +
+                                     "), expected [" + std::to_string(live.cached_tokens) + ", " +
+                                     std::to_string(prompt) + ")");
+  live.kv.reset();
+  if (!st.is_ok()) {
+    BATON_LOG_WARN("request {}: KV import failed: {}", live.id, st.to_string());
+    scheduler_->abort(live.id);
+    return;
+  }
+  live.importing = false;
+  auto finished = scheduler_->complete_import(live.id, *live.first_tokens);
+  if (!finished.is_ok()) {
+    BATON_LOG_WARN("request {}: {}", live.id, finished.status().to_string());
+    scheduler_->abort(live.id);
+    return;
+  }
+  std::vector<FinishedSeq> more;
+  for (size_t i = 0; i < live.seqs.size(); ++i) {
+    if (!live.seqs[i].finished) continue;
+    // Ended before the import (stop string, or on the prefill side): tell the
+    // scheduler now, unless its own stop rules just did.
+    auto r = scheduler_->finish(live.id, static_cast<int32_t>(i), FinishReason::kStop);
+    (void)r;
+  }
+  for (const FinishedSeq& f : *finished) finish_seq(live, f.seq_index, f.reason);
 }
 
 void Engine::cancel(RequestId id) {
@@ -226,9 +420,11 @@ void Engine::stop() {
 
 void Engine::loop() {
   for (;;) {
+    run_commands();
     {
       std::unique_lock lock(mu_);
       if (stopping_) break;
+      if (!commands_.empty()) continue;
       if (!scheduler_->has_work()) {
         // Woken by submit/cancel/stop; the timeout only bounds a missed wake.
         cv_.wait_for(lock, std::chrono::milliseconds(100), [&] { return wake_ || stopping_; });
@@ -257,6 +453,7 @@ void Engine::loop() {
     }
   }
   // Stopping: abort what is left so every stream ends.
+  run_commands();
   std::vector<std::shared_ptr<Live>> rest;
   {
     std::lock_guard lock(mu_);
@@ -282,8 +479,45 @@ void Engine::loop() {
 }
 
 Status Engine::run_until_idle() {
-  while (scheduler_->has_work()) BATON_RETURN_IF_ERROR(step());
+  run_commands();
+  while (scheduler_->has_work()) {
+    BATON_RETURN_IF_ERROR(step());
+    run_commands();
+  }
   return Status::ok();
+}
+
+void Engine::export_finished(const std::vector<FinishedSeq>& finished) {
+  std::vector<RequestId> done;
+  for (const FinishedSeq& f : finished) {
+    if (std::find(done.begin(), done.end(), f.request_id) != done.end()) continue;
+    auto exported = scheduler_->export_kv(f.request_id);
+    if (!exported.is_ok()) continue;  // not prefill-only, or siblings still running
+    done.push_back(f.request_id);
+    std::shared_ptr<Live> live;
+    {
+      std::lock_guard lock(mu_);
+      auto it = live_.find(f.request_id);
+      if (it != live_.end()) live = it->second;
+    }
+    const bool goes_on =
+        std::any_of(exported->finish_reasons.begin(), exported->finish_reasons.end(),
+                    [](FinishReason r) { return r == FinishReason::kPrefillDone; });
+    if (live && goes_on) {
+      auto kv = std::make_shared<KvBuffer>();
+      kv->first_token = live->request.export_from_token;
+      kv->num_tokens = exported->num_tokens - kv->first_token;
+      kv->bytes.resize(static_cast<size_t>(kv->num_tokens) * model_->kv_bytes_per_token());
+      Status st = model_->export_kv(exported->block_table.data(), kv->first_token, kv->num_tokens,
+                                    kv->bytes.data());
+      if (st.is_ok()) {
+        live->info.kv_export = std::move(kv);
+      } else {
+        BATON_LOG_WARN("request {}: KV export failed: {}", f.request_id, st.to_string());
+      }
+    }
+    (void)scheduler_->release_export(f.request_id);
+  }
 }
 
 bool Engine::emit_token(Live& live, int32_t idx, const SampleResult& r, bool finished_by_commit,
@@ -426,6 +660,7 @@ Status Engine::step() {
     }
   }
   std::vector<FinishedSeq> finished = scheduler_->commit(plan, sampled);
+  export_finished(finished);
 
   // Emit tokens, then look for stop strings in the text they completed.
   for (size_t i = 0; i < sampled.size(); ++i) {
@@ -451,7 +686,7 @@ Status Engine::step() {
   return Status::ok();
 }
 
-void Engine::update_stats(int64_t prompt_tokens, int64_t generated) {
+void Engine::update_stats(int64_t prompt_tokens, int64_t generated, bool counts_step) {
   SchedulerStats ss = scheduler_->stats();
   std::lock_guard lock(mu_);
   stats_.num_running = ss.num_running;
@@ -459,9 +694,12 @@ void Engine::update_stats(int64_t prompt_tokens, int64_t generated) {
   stats_.kv_usage = ss.kv_usage;
   stats_.prefix_hit_rate = ss.prefix.hit_rate();
   stats_.num_preemptions = ss.num_preemptions;
+  stats_.num_awaiting_kv = ss.num_awaiting_kv;
+  stats_.num_free_blocks = ss.num_free_blocks;
+  stats_.num_blocks = scheduler_->config().num_blocks;
   stats_.prompt_tokens += prompt_tokens;
   stats_.generation_tokens += generated;
-  stats_.steps += 1;
+  if (counts_step) stats_.steps += 1;
 }
 
 }  // namespace baton::engine

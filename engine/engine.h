@@ -36,8 +36,8 @@
 namespace baton::engine {
 
 struct EngineConfig {
-  std::string model = "";  // directory or dummy:<preset>
-  int threads = 0;         // CPU backend workers; 0: all cores
+  std::string model = "";               // directory or dummy:<preset>
+  int threads = 0;                      // CPU backend workers; 0: all cores
   int32_t block_size = 16;
   int32_t num_blocks = 0;            // 0: from kv_cache_bytes
   int64_t kv_cache_bytes = 1 << 30;  // KV pool size when num_blocks is 0
@@ -58,8 +58,23 @@ struct EngineRequest {
   bool include_stop_str_in_output = false;
   bool skip_special_tokens = true;
   int32_t priority = 0;
+  // Role prefill: stop after each sequence's first token (finish reason
+  // kPrefillDone when it goes on elsewhere) and hand the prompt's KV, from
+  // token export_from_token on, to the caller with the done event
+  // (RequestInfo::kv_export). Stop strings are the decode side's business and
+  // are ignored here.
+  bool prefill_only = false;
+  int32_t export_from_token = 0;
   // See RequestStream::set_on_ready.
   std::function<void()> on_ready;
+};
+
+// A request's KV as one contiguous buffer in the layout of
+// kvtransfer/kv_layout.h: [layer][K then V][token][kv_heads * head_dim].
+struct KvBuffer {
+  std::vector<std::byte> bytes;
+  int32_t first_token = 0;  // position of the buffer's first token in the prompt
+  int32_t num_tokens = 0;
 };
 
 // New output of one sequence since the last event.
@@ -79,6 +94,30 @@ struct RequestInfo {
   // Seconds from submit() to the first step that scheduled the request;
   // negative until then.
   double queue_time_s = -1;
+  // prefill_only requests, on the done event: the exported KV, or null when
+  // no sequence goes on (every one ended on its first token).
+  std::shared_ptr<const KvBuffer> kv_export;
+};
+
+class RequestStream;
+
+// A decode-side import (reserve_import): the request's stream, and which
+// prompt tokens' KV must arrive.
+struct ImportHandle {
+  RequestId id = 0;
+  std::shared_ptr<RequestStream> stream;
+  int32_t cached_tokens = 0;  // KV of [0, cached_tokens) is already here
+  int32_t prompt_tokens = 0;
+  uint64_t kv_bytes = 0;  // bytes of the KV of [cached_tokens, prompt_tokens)
+};
+
+// The first token the prefill side sampled for one sequence.
+struct FirstTokenIn {
+  int32_t seq_index = 0;
+  SampleResult sample;
+  // kNone when the sequence goes on here; kStop or kLength when that token
+  // already ended it on the prefill side.
+  FinishReason finish = FinishReason::kNone;
 };
 
 struct EngineEvent {
@@ -125,6 +164,9 @@ struct EngineStats {
   int64_t prompt_tokens = 0;      // computed by forward passes (excludes cache hits)
   int64_t generation_tokens = 0;  // sampled
   int64_t steps = 0;
+  int32_t num_awaiting_kv = 0;  // imports reserved, KV not landed yet
+  int32_t num_free_blocks = 0;
+  int32_t num_blocks = 0;
 };
 
 class Engine {
@@ -143,6 +185,25 @@ class Engine {
   void cancel(RequestId id);
 
   EngineStats stats() const;
+
+  // ---- disaggregation (decode side) -------------------------------------------
+  // Reserves KV room for the request's prompt (taking what the prefix cache
+  // already holds) and returns its stream; output starts once the first
+  // tokens and the KV arrive. kResourceExhausted when there is no room now,
+  // kDeadlineExceeded when the engine thread did not get to it by the
+  // deadline (nothing is then reserved), plus submit()'s errors. cancel()
+  // releases the reservation. Thread safe.
+  Result<ImportHandle> reserve_import(EngineRequest request,
+                                      std::chrono::steady_clock::time_point deadline);
+  // The prefill side's first tokens, one per sequence: streamed at once,
+  // before the KV lands. Thread safe; applied on the engine thread.
+  void deliver_first_tokens(RequestId id, std::vector<FirstTokenIn> tokens);
+  // The KV of [cached_tokens, prompt_tokens) arrived (handle.kv_bytes bytes):
+  // scattered into the reserved blocks, after which the request joins the
+  // running batch. Thread safe; applied on the engine thread.
+  void import_kv(RequestId id, std::shared_ptr<const KvBuffer> kv);
+  // Bytes of one token's KV over all layers (the KvBuffer layout).
+  size_t kv_bytes_per_token() const;
   const model::ModelConfig& model_config() const { return model_config_; }
   // Null for dummy models (they have no tokenizer).
   const model::Tokenizer* tokenizer() const { return tokenizer_ ? &*tokenizer_ : nullptr; }
@@ -166,7 +227,14 @@ class Engine {
   bool emit_token(Live& live, int32_t seq_index, const SampleResult& r, bool finished_by_commit,
                   std::vector<FinishedSeq>& finished);
   void finish_seq(Live& live, int32_t seq_index, FinishReason reason);
-  void update_stats(int64_t prompt_tokens, int64_t generated);
+  void update_stats(int64_t prompt_tokens, int64_t generated, bool counts_step = true);
+  Result<std::shared_ptr<Live>> make_live(EngineRequest& req);
+  // Runs on the engine thread at the top of each loop turn.
+  void post(std::function<void()> command);
+  void run_commands();
+  void apply_first_tokens(Live& live, std::vector<FirstTokenIn>& tokens);
+  void finish_import(Live& live);
+  void export_finished(const std::vector<FinishedSeq>& finished);
 
   model::ModelConfig model_config_;
   std::filesystem::path model_dir_;
@@ -188,6 +256,7 @@ class Engine {
   bool stopping_ = false;
   bool running_ = false;
   bool wake_ = false;
+  std::vector<std::function<void()>> commands_;  // guarded by mu_
   std::thread thread_;
 };
 

@@ -77,9 +77,6 @@ Status Scheduler::validate_request(const Request& r) const {
     return invalid_argument("n (" + str(r.params.n) + ") exceeds max_num_seqs (" +
                             str(config_.max_num_seqs) + ")");
   }
-  if (r.prefill_only && r.params.n != 1) {
-    return unimplemented("n > 1 on a prefill-only request");
-  }
   return Status::ok();
 }
 
@@ -394,8 +391,10 @@ FinishedSeq Scheduler::finish_seq(Sequence& seq, FinishReason reason) {
   RequestState* state = find(seq.request_id);
   BATON_CHECK(state != nullptr);
   if (seq.status == SeqStatus::kPendingFork) --state->num_pending_fork;
-  if (reason == FinishReason::kPrefillDone) {
-    state->holds_export = true;  // blocks stay for export_kv()
+  if (state->request.prefill_only && reason != FinishReason::kAbort) {
+    // Every sequence of a prefill-only request keeps its blocks (the prompt's
+    // KV, shared after a fork) until release_export().
+    state->holds_export = true;
   } else {
     blocks_.free(seq);
   }
@@ -485,16 +484,24 @@ Result<std::vector<FinishedSeq>> Scheduler::finish(RequestId id, int32_t seq_ind
 
 // ---- disaggregation ---------------------------------------------------------------
 
-Result<std::vector<int32_t>> Scheduler::reserve_import(Request request, int32_t num_tokens) {
+Result<ImportReservation> Scheduler::reserve_import(Request request) {
   BATON_RETURN_IF_ERROR(validate_request(request));
-  if (request.params.n != 1) return unimplemented("n > 1 on a KV import");
-  if (num_tokens < 1 || num_tokens > static_cast<int32_t>(request.prompt.size())) {
-    return invalid_argument("num_tokens must be in [1, prompt length]");
+  if (request.prefill_only) return invalid_argument("a KV import cannot be prefill-only");
+  int32_t slots = seq_slots_used();
+  for (const auto& [id, st] : requests_) {
+    if (st->seqs[0].status == SeqStatus::kAwaitingKv) slots += st->request.params.n;
   }
-  const int32_t bs = config_.block_size;
-  const int32_t need = (num_tokens + bs - 1) / bs;
+  if (slots + request.params.n > config_.max_num_seqs) {
+    return resource_exhausted("KV import needs " + str(request.params.n) + " sequence slots; " +
+                              str(config_.max_num_seqs - slots) + " free");
+  }
+  Sequence probe;
+  probe.prompt = request.prompt;
+  const PrefixMatch match = blocks_.match_prefix(probe);
+  const auto prompt_len = static_cast<int32_t>(request.prompt.size());
+  const int32_t need = blocks_.blocks_needed_to_admit(match, prompt_len - match.num_tokens);
   if (!blocks_.can_take(need)) {
-    return resource_exhausted("KV import of " + str(num_tokens) + " tokens needs " + str(need) +
+    return resource_exhausted("KV import of " + str(prompt_len) + " tokens needs " + str(need) +
                               " blocks; " + str(blocks_.pool().num_free()) + " free");
   }
   if (request.arrival_us == 0) request.arrival_us = clock_us_();
@@ -506,66 +513,88 @@ Result<std::vector<int32_t>> Scheduler::reserve_import(Request request, int32_t 
     }
   }
   RequestState& state = create_request(std::move(request));
-  state.import_tokens = num_tokens;
   Sequence& seq = state.seqs[0];
   seq.status = SeqStatus::kAwaitingKv;
+  seq.block_hashes = std::move(probe.block_hashes);
+  blocks_.admit(seq, match);
+  seq.num_cached_prompt_tokens = match.num_tokens;
   std::vector<BlockCopy> no_copies;
-  blocks_.grow(seq, num_tokens, no_copies);
-  return seq.block_table;
+  blocks_.grow(seq, prompt_len - match.num_tokens, no_copies);
+  BATON_CHECK(no_copies.empty());
+  return ImportReservation{seq.block_table, match.num_tokens};
 }
 
-Result<FinishReason> Scheduler::complete_import(RequestId id, std::optional<int32_t> first_token) {
+Result<std::vector<FinishedSeq>> Scheduler::complete_import(RequestId id,
+                                                            std::span<const int32_t> first_tokens) {
   RequestState* state = find(id);
-  if (state == nullptr)
+  if (state == nullptr) {
     return not_found("no KV import for request " + str(static_cast<int64_t>(id)));
+  }
   Sequence& seq = state->seqs[0];
   if (seq.status != SeqStatus::kAwaitingKv) {
     return Status(StatusCode::kConflict, "request is not awaiting a KV import");
   }
-  const bool whole_prompt = state->import_tokens == static_cast<int32_t>(seq.prompt.size());
-  if (whole_prompt && !first_token) {
-    return invalid_argument("an import of the whole prompt needs the first sampled token");
+  if (first_tokens.size() != state->seqs.size()) {
+    return invalid_argument(
+        "first_tokens: expected " + str(static_cast<int64_t>(state->seqs.size())) +
+        " tokens, one per sequence, got " + str(static_cast<int64_t>(first_tokens.size())));
   }
-  if (!whole_prompt && first_token) {
-    return invalid_argument("first_token given for an import that does not cover the prompt");
+  for (int32_t t : first_tokens) {
+    if (t < 0) return invalid_argument("first_tokens: token ids must be >= 0");
   }
-  if (first_token && *first_token < 0) return invalid_argument("first_token must be >= 0");
-  seq.num_computed = state->import_tokens;
+  seq.num_computed = static_cast<int32_t>(seq.prompt.size());
   blocks_.register_computed(seq);
   seq.status = SeqStatus::kRunning;
   seq.ever_admitted = true;
   seq.admission_order = next_admission_order_++;
   running_.push_back(&seq);
-  if (!first_token) return FinishReason::kNone;
-  // The prefill side drew one number for this token; skipping it here keeps a
-  // seeded request's output identical to an aggregated run.
-  if (!seq.params->greedy()) seq.rng.next_unit();
-  seq.output.push_back(*first_token);
-  if (auto reason = stop_reason(seq, *first_token);
-      reason && *reason != FinishReason::kPrefillDone) {
-    finish_seq(seq, *reason);
-    return *reason;
+  // Fork every sibling before any sequence can finish and free its blocks.
+  for (Sequence& child : state->seqs) {
+    if (child.index == 0) continue;
+    BATON_CHECK(child.status == SeqStatus::kPendingFork);
+    blocks_.fork(seq, child);
+    child.status = SeqStatus::kRunning;
+    child.ever_admitted = true;
+    child.num_computed = seq.num_computed;
+    child.num_cached_prompt_tokens = seq.num_cached_prompt_tokens;
+    child.admission_order = next_admission_order_++;
+    running_.push_back(&child);
+    --state->num_pending_fork;
   }
-  return FinishReason::kNone;
+  std::vector<FinishedSeq> finished;
+  for (Sequence& s : state->seqs) {
+    const int32_t token = first_tokens[static_cast<size_t>(s.index)];
+    // The prefill side drew one number for this token; skipping it here keeps
+    // a seeded request's output identical to an aggregated run.
+    if (!s.params->greedy()) s.rng.next_unit();
+    s.output.push_back(token);
+    if (auto reason = stop_reason(s, token)) finished.push_back(finish_seq(s, *reason));
+  }
+  return finished;
 }
 
 Result<KvExport> Scheduler::export_kv(RequestId id) const {
   const RequestState* state = find(id);
   if (state == nullptr) return not_found("no request " + str(static_cast<int64_t>(id)));
-  if (!state->holds_export) {
+  if (!state->holds_export || state->num_unfinished > 0) {
     return Status(StatusCode::kConflict, "request has not finished a prefill-only run");
   }
   const Sequence& seq = state->seqs[0];
-  return KvExport{seq.block_table, seq.num_computed, seq.prompt, seq.output.at(0)};
+  KvExport out{seq.block_table, static_cast<int32_t>(seq.prompt.size()), seq.prompt, {}, {}};
+  for (const Sequence& s : state->seqs) {
+    out.first_tokens.push_back(s.output.empty() ? -1 : s.output[0]);
+    out.finish_reasons.push_back(s.finish_reason);
+  }
+  return out;
 }
 
 Status Scheduler::release_export(RequestId id) {
   RequestState* state = find(id);
   if (state == nullptr) return not_found("no request " + str(static_cast<int64_t>(id)));
-  if (!state->holds_export) {
+  if (!state->holds_export || state->num_unfinished > 0) {
     return Status(StatusCode::kConflict, "request holds no exported KV");
   }
-  blocks_.free(state->seqs[0]);
+  for (Sequence& s : state->seqs) blocks_.free(s);
   forget(id);
   return Status::ok();
 }

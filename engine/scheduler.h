@@ -124,10 +124,22 @@ struct FinishedSeq {
 
 // A prefill-only request's KV, held until release_export().
 struct KvExport {
-  std::vector<int32_t> block_table;
-  int32_t num_tokens = 0;  // tokens whose KV is in the blocks (the prompt)
+  std::vector<int32_t> block_table;  // sequence 0's; the prompt's KV
+  int32_t num_tokens = 0;            // tokens whose KV is in the blocks (the prompt)
   std::vector<int32_t> prompt;
-  int32_t first_token = 0;
+  // The token each sequence sampled, in sequence order, and why it finished:
+  // kPrefillDone when it goes on elsewhere, kStop/kLength when that token
+  // already ended it.
+  std::vector<int32_t> first_tokens;
+  std::vector<FinishReason> finish_reasons;
+};
+
+// Where a decode-side import lands.
+struct ImportReservation {
+  std::vector<int32_t> block_table;  // sequence 0's, covering the whole prompt
+  // Leading prompt tokens whose KV this side already holds (prefix cache):
+  // only [cached_tokens, prompt length) has to be imported.
+  int32_t cached_tokens = 0;
 };
 
 struct SchedulerStats {
@@ -172,19 +184,23 @@ class Scheduler {
   const std::vector<int32_t>& eos_token_ids() const { return config_.eos_token_ids; }
 
   // ---- disaggregation hooks ---------------------------------------------------
-  // Decode side: reserve blocks for the KV of the first num_tokens prompt
-  // tokens of a request (n must be 1). The returned block table is where the
-  // transport scatters the KV. kResourceExhausted when the blocks are not free
-  // now (a normal answer: the caller tries elsewhere). abort() releases it.
-  Result<std::vector<int32_t>> reserve_import(Request request, int32_t num_tokens);
-  // The import landed: mark its tokens computed and join the running batch.
-  // first_token (the token the prefill side sampled) is required when the
-  // import covers the whole prompt. Returns the finish reason when that token
-  // already ends the sequence, else kNone. The sequence's RNG skips the draw
-  // the prefill side made, so seeded output matches an aggregated run.
-  Result<FinishReason> complete_import(RequestId id, std::optional<int32_t> first_token);
-  // Prefill side: the KV of a prefill_only request that finished with
-  // kPrefillDone. The blocks stay held until release_export().
+  // Decode side: reserve blocks for the KV of a request's whole prompt,
+  // taking the leading blocks this side already caches. Counts the request's
+  // n sequences against max_num_seqs. kResourceExhausted when the blocks or
+  // sequence slots are not free now (a normal answer: the caller tries
+  // elsewhere). abort() releases the reservation.
+  Result<ImportReservation> reserve_import(Request request);
+  // The KV of [cached_tokens, prompt length) landed in the reserved blocks:
+  // the sequences join the running batch, each with the first token the
+  // prefill side sampled for it (first_tokens[i] for sequence i); sequences
+  // 1..n-1 fork from sequence 0. Each sequence's RNG skips the draw the
+  // prefill side made, so seeded output matches an aggregated run. Returns
+  // the sequences those tokens already finish.
+  Result<std::vector<FinishedSeq>> complete_import(RequestId id,
+                                                   std::span<const int32_t> first_tokens);
+  // Prefill side: the KV of a prefill_only request whose every sequence has
+  // finished (kPrefillDone, or kStop/kLength on its first token). The blocks
+  // stay held until release_export().
   Result<KvExport> export_kv(RequestId id) const;
   Status release_export(RequestId id);
 
@@ -201,7 +217,6 @@ class Scheduler {
     int32_t num_unfinished = 0;
     int32_t num_pending_fork = 0;
     bool holds_export = false;
-    int32_t import_tokens = 0;  // reserve_import's num_tokens
   };
 
   Scheduler(SchedulerConfig config, std::function<int64_t()> clock_us);

@@ -595,7 +595,8 @@ TEST(SchedulerTest, PrefillExportAndDecodeImportMatchAnAggregatedRun) {
   ASSERT_TRUE(exported.is_ok()) << exported.status().to_string();
   EXPECT_EQ(exported->num_tokens, 18);
   EXPECT_EQ(exported->block_table.size(), 5u);
-  EXPECT_EQ(exported->first_token, aggregated[0]);
+  EXPECT_EQ(exported->first_tokens, std::vector<int32_t>{aggregated[0]});
+  EXPECT_EQ(exported->finish_reasons, std::vector<FinishReason>{FinishReason::kPrefillDone});
   EXPECT_EQ(p->block_manager().pool().num_used(), 5);
   ASSERT_TRUE(p->release_export(1).is_ok());
   expect_all_free(*p);
@@ -604,23 +605,35 @@ TEST(SchedulerTest, PrefillExportAndDecodeImportMatchAnAggregatedRun) {
   SchedulerConfig dc = small_config();
   dc.num_blocks = 32;
   auto d = make(dc);
-  auto table = d->reserve_import(make_request(false), 18);
-  ASSERT_TRUE(table.is_ok()) << table.status().to_string();
-  EXPECT_EQ(table->size(), 5u);
+  auto reservation = d->reserve_import(make_request(false));
+  ASSERT_TRUE(reservation.is_ok()) << reservation.status().to_string();
+  EXPECT_EQ(reservation->block_table.size(), 5u);
+  EXPECT_EQ(reservation->cached_tokens, 0);
   EXPECT_EQ(d->stats().num_awaiting_kv, 1);
   Harness hd(*d);
   hd.step();  // nothing to do while the KV is in flight
   EXPECT_TRUE(hd.plans.back().empty());
-  hd.runner().import(*table, prompt);
-  auto reason = d->complete_import(1, exported->first_token);
-  ASSERT_TRUE(reason.is_ok());
-  EXPECT_EQ(*reason, FinishReason::kNone);
+  hd.runner().import(reservation->block_table, prompt);
+  auto finished = d->complete_import(1, exported->first_tokens);
+  ASSERT_TRUE(finished.is_ok());
+  EXPECT_TRUE(finished->empty());
   hd.run_to_idle();
-  std::vector<int32_t> disaggregated{exported->first_token};
+  std::vector<int32_t> disaggregated{exported->first_tokens[0]};
   const auto& rest = hd.output(1);
   disaggregated.insert(disaggregated.end(), rest.begin(), rest.end());
   EXPECT_EQ(disaggregated, aggregated);
   EXPECT_TRUE(hd.plans[1].seqs.size() == 1 && !hd.plans[1].seqs[0].is_prefill);
+
+  // The same prompt again: the decode side's prefix cache holds its first
+  // full blocks, so only the rest has to arrive.
+  Request again = make_request(false);
+  again.id = 7;
+  auto second = d->reserve_import(again);
+  ASSERT_TRUE(second.is_ok());
+  EXPECT_EQ(second->cached_tokens, 16);
+  EXPECT_EQ(second->block_table[0], reservation->block_table[0]);
+  d->abort(7);
+  hd.step();
   expect_all_free(*d);
 
   // A reservation that does not fit is a normal refusal; abort releases one.
@@ -630,13 +643,83 @@ TEST(SchedulerTest, PrefillExportAndDecodeImportMatchAnAggregatedRun) {
   SchedulerConfig small = small_config();
   small.num_blocks = 32;
   auto d2 = make(small);
-  ASSERT_TRUE(d2->reserve_import(big, 127).is_ok());
+  ASSERT_TRUE(d2->reserve_import(big).is_ok());
   big.id = 3;
-  EXPECT_EQ(d2->reserve_import(big, 127).status().code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(d2->reserve_import(big).status().code(), StatusCode::kResourceExhausted);
   d2->abort(2);
   Harness hd2(*d2);
   hd2.step();
   expect_all_free(*d2);
+}
+
+TEST(SchedulerTest, ImportOfSeveralSequencesForksThemFromTheImportedPrompt) {
+  const std::vector<int32_t> prompt = prompt_of(21, 3);
+  auto make_request = [&](bool prefill_only) {
+    Request r = request(1, prompt, 6);
+    r.params.n = 3;
+    r.prefill_only = prefill_only;
+    return r;
+  };
+  std::map<int32_t, std::vector<int32_t>> aggregated;
+  {
+    auto s = make(small_config());
+    ASSERT_TRUE(s->add(make_request(false)).is_ok());
+    Harness h(*s);
+    h.run_to_idle();
+    for (int32_t i = 0; i < 3; ++i) aggregated[i] = h.output(1, i);
+  }
+  auto p = make(small_config());
+  ASSERT_TRUE(p->add(make_request(true)).is_ok());
+  Harness hp(*p);
+  hp.run_to_idle();
+  auto exported = p->export_kv(1);
+  ASSERT_TRUE(exported.is_ok()) << exported.status().to_string();
+  ASSERT_EQ(exported->first_tokens.size(), 3u);
+  for (int32_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(exported->first_tokens[static_cast<size_t>(i)], aggregated[i][0]);
+    EXPECT_EQ(exported->finish_reasons[static_cast<size_t>(i)], FinishReason::kPrefillDone);
+  }
+  ASSERT_TRUE(p->release_export(1).is_ok());
+  expect_all_free(*p);
+
+  SchedulerConfig dc = small_config();
+  dc.num_blocks = 32;
+  auto d = make(dc);
+  auto reservation = d->reserve_import(make_request(false));
+  ASSERT_TRUE(reservation.is_ok()) << reservation.status().to_string();
+  Harness hd(*d);
+  hd.runner().import(reservation->block_table, prompt);
+  EXPECT_EQ(d->complete_import(1, std::vector<int32_t>{1, 2}).status().code(),
+            StatusCode::kInvalidArgument);
+  ASSERT_TRUE(d->complete_import(1, exported->first_tokens).is_ok());
+  hd.run_to_idle();
+  for (int32_t i = 0; i < 3; ++i) {
+    std::vector<int32_t> got{exported->first_tokens[static_cast<size_t>(i)]};
+    const auto& rest = hd.output(1, i);
+    got.insert(got.end(), rest.begin(), rest.end());
+    EXPECT_EQ(got, aggregated[i]) << "sequence " << i;
+  }
+  expect_all_free(*d);
+}
+
+TEST(SchedulerTest, ImportsCountAgainstTheSequenceLimit) {
+  SchedulerConfig c = small_config();
+  c.num_blocks = 64;
+  c.max_num_seqs = 4;
+  auto d = make(c);
+  Request a = request(1, prompt_of(5, 1), 4);
+  a.params.n = 3;
+  ASSERT_TRUE(d->reserve_import(a).is_ok());
+  Request b = request(2, prompt_of(5, 2), 4);
+  b.params.n = 2;
+  EXPECT_EQ(d->reserve_import(b).status().code(), StatusCode::kResourceExhausted);
+  b.params.n = 1;
+  EXPECT_TRUE(d->reserve_import(b).is_ok());
+  d->abort(1);
+  d->abort(2);
+  Harness h(*d);
+  h.step();
+  expect_all_free(*d);
 }
 
 TEST(SchedulerTest, AddAndAbortFromOtherThreads) {
