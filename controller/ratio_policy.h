@@ -1,0 +1,155 @@
+#pragma once
+
+// The prefill:decode ratio of one scenario group, decided from load reports.
+//
+// evaluate_group() is a pure function: (policy, a snapshot of the group, the
+// group's previous state, now) -> (one decision with its reason, next state).
+// The controller calls it once per round per group; the simulator and the
+// tests call it the same way with snapshots of their own.
+//
+// The rule, in words:
+//  - Prefill is the bottleneck when the group's prefill instances miss the
+//    TTFT SLO (its quantile over the last window is above target) or reject
+//    requests; decode has slack when its TPOT quantile is well under target
+//    (below slack_fraction of it), nothing waits on decode, no decode rejects
+//    and its KV usage is low. Both together move one decode instance to
+//    prefill. The reverse (decode misses TPOT, rejects or runs out of KV while
+//    prefill is well under its TTFT target with no rejections and no queue)
+//    moves one prefill instance to decode.
+//  - Hysteresis: a condition must hold for `sustain_rounds` consecutive
+//    evaluations before it acts, and the thresholds to act (a miss) and to
+//    give (slack) are far apart, so a group just at its SLO stays put.
+//  - Cool-down: after a change the group holds for `cooldown`; a change back
+//    in the opposite direction needs `reverse_cooldown` since the last change.
+//  - Never below min_prefill/min_decode, never while one of the group's
+//    instances is changing role, never on missing or stale data.
+// Every result carries a reason, holds included, for logs and metrics.
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/clock.h"
+#include "controller/load_report.h"
+
+namespace baton::controller {
+
+enum class Role { kMixed, kPrefill, kDecode };
+
+// "mixed", "prefill", "decode".
+std::string_view role_name(Role role);
+// Accepts the names above. Errors: kInvalidArgument naming the value.
+Result<Role> parse_role(std::string_view name);
+
+struct SloTargets {
+  double ttft_s = 2.0;    // time to first token, seconds
+  double tpot_s = 0.1;    // time per output token, seconds
+  double quantile = 0.9;  // which quantile must meet the targets
+};
+
+struct RatioPolicy {
+  SloTargets slo;
+  // Slack means the quantile is below slack_fraction * target.
+  double slack_fraction = 0.5;
+  // Decode has slack only with mean KV usage below this (0..1), and is under
+  // pressure above kv_high.
+  double kv_slack = 0.5;
+  double kv_high = 0.9;
+  // A prefill queue this long per prefill instance counts as pressure even
+  // before TTFT shows it.
+  double prefill_queue_high = 8;
+  // Latency quantiles are judged only over at least this many observations
+  // in the window (summed over the side's instances).
+  double min_samples = 5;
+  int sustain_rounds = 3;
+  std::chrono::milliseconds cooldown{30000};
+  std::chrono::milliseconds reverse_cooldown{120000};
+  // Reports older than this (by their `at`) count as missing.
+  std::chrono::milliseconds stale_after{10000};
+  int min_prefill = 1;
+  int min_decode = 1;
+};
+
+// One instance as the policy sees it. Only healthy instances with a fresh
+// report take part; the rest are ignored (health is the controller's job).
+struct InstanceView {
+  std::string id;
+  Role role = Role::kMixed;
+  bool healthy = false;
+  bool changing_role = false;  // a role change was started and has not ended
+  std::optional<LoadReport> load;
+};
+
+struct GroupSnapshot {
+  std::string group;
+  std::vector<InstanceView> instances;
+};
+
+enum class Action { kHold, kDecodeToPrefill, kPrefillToDecode };
+std::string_view action_name(Action action);  // "hold", "decode_to_prefill", ...
+
+enum class Reason {
+  kPrefillBottleneck,  // acted: decode -> prefill
+  kDecodeBottleneck,   // acted: prefill -> decode
+  kBalanced,           // neither side under pressure
+  kNotDisaggregated,   // the group has no prefill or no decode instance
+  kInsufficientData,   // missing/stale reports or too few observations
+  kChangeInProgress,   // an instance of the group is changing role
+  kNotSustained,       // a condition holds but not yet for sustain_rounds
+  kCoolingDown,        // a condition holds but the group changed recently
+  kAtMinimum,          // a condition holds but the giving side is at its minimum
+  kNoSlack,            // one side is under pressure, the other has no slack
+};
+// Stable snake_case names, used as metric label values and in logs.
+std::string_view reason_name(Reason reason);
+
+// What the policy measured, for logs and the controller's /metrics.
+struct GroupSignals {
+  int prefill = 0;  // healthy prefill instances with fresh reports
+  int decode = 0;
+  std::optional<double> ttft_q;  // prefill TTFT quantile over the window, seconds
+  std::optional<double> tpot_q;  // decode TPOT quantile over the window, seconds
+  double prefill_rejected = 0;
+  double decode_rejected = 0;
+  double prefill_waiting = 0;
+  double decode_waiting = 0;
+  double decode_kv_usage = 0;  // mean over decode instances
+  bool prefill_pressure = false;
+  bool prefill_slack = false;
+  bool decode_pressure = false;
+  bool decode_slack = false;
+};
+
+struct RatioDecision {
+  std::string group;
+  Action action = Action::kHold;
+  Reason reason = Reason::kBalanced;
+  std::string instance;    // the instance to change, when action != kHold
+  Role to = Role::kMixed;  // its new role, when action != kHold
+  std::string detail;      // one human-readable line with the numbers behind it
+  GroupSignals signals;
+};
+
+// What the policy remembers about a group between rounds.
+struct GroupState {
+  int prefill_streak = 0;  // consecutive rounds "prefill is the bottleneck"
+  int decode_streak = 0;   // consecutive rounds "decode is the bottleneck"
+  std::optional<Clock::TimePoint> last_change;
+  Action last_action = Action::kHold;
+};
+
+struct GroupEvaluation {
+  RatioDecision decision;
+  GroupState next;
+};
+
+// One round for one group. Pure and thread-safe.
+GroupEvaluation evaluate_group(const RatioPolicy& policy, const GroupSnapshot& snapshot,
+                               const GroupState& previous, Clock::TimePoint now);
+
+// Validates a policy (positive SLOs, 0 < slack_fraction < 1, ...).
+Status validate(const RatioPolicy& policy);
+
+}  // namespace baton::controller

@@ -1,0 +1,296 @@
+#include "controller/ratio_policy.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+namespace baton::controller {
+namespace {
+
+using std::chrono::seconds;
+
+const std::vector<double> kBounds = {0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 4, 8};
+
+// A window of n observations all in the bucket that holds `seconds_each`.
+LatencyWindow window_at(double seconds_each, double n) {
+  LatencyWindow w{kBounds, std::vector<double>(kBounds.size() + 1, 0)};
+  size_t i = std::lower_bound(kBounds.begin(), kBounds.end(), seconds_each) - kBounds.begin();
+  w.counts[i] = n;
+  return w;
+}
+
+struct Side {
+  double ttft_s = 0.1;   // prefill latency of the window
+  double tpot_s = 0.01;  // decode latency of the window
+  double rejected = 0;
+  double waiting = 0;
+  double kv = 0.2;
+  double samples = 50;
+};
+
+class Group {
+ public:
+  Group(int prefill, int decode) {
+    policy_.slo = {2.0, 0.1, 0.9};
+    policy_.sustain_rounds = 3;
+    policy_.cooldown = seconds(30);
+    policy_.reverse_cooldown = seconds(120);
+    for (int i = 0; i < prefill; ++i) add("p" + std::to_string(i), Role::kPrefill);
+    for (int i = 0; i < decode; ++i) add("d" + std::to_string(i), Role::kDecode);
+  }
+
+  void add(std::string id, Role role) {
+    InstanceView v;
+    v.id = std::move(id);
+    v.role = role;
+    v.healthy = true;
+    snapshot_.instances.push_back(v);
+  }
+  InstanceView& instance(const std::string& id) {
+    for (auto& v : snapshot_.instances) {
+      if (v.id == id) return v;
+    }
+    ADD_FAILURE() << "no instance " << id;
+    return snapshot_.instances.front();
+  }
+  int count(Role role) const {
+    return static_cast<int>(std::count_if(snapshot_.instances.begin(), snapshot_.instances.end(),
+                                          [&](const InstanceView& v) { return v.role == role; }));
+  }
+
+  // One round, `interval` after the previous: fresh reports for every
+  // instance from the two sides' loads, then the policy. An acted decision
+  // is applied at once (the role change completes before the next round).
+  RatioDecision round(const Side& prefill, const Side& decode, seconds interval = seconds(5)) {
+    clock_.advance(interval);
+    for (InstanceView& v : snapshot_.instances) {
+      const Side& s = v.role == Role::kPrefill ? prefill : decode;
+      LoadReport r;
+      r.at = clock_.now();
+      r.waiting = s.waiting;
+      r.kv_usage = s.kv;
+      r.rejected = s.rejected;
+      r.running = v.id == "d1" ? 1 : 4;  // d1 is the least loaded decode instance
+      if (v.role == Role::kPrefill) r.ttft = window_at(s.ttft_s, s.samples);
+      if (v.role == Role::kDecode) r.tpot = window_at(s.tpot_s, s.samples);
+      v.load = r;
+    }
+    GroupEvaluation e = evaluate_group(policy_, snapshot_, state_, clock_.now());
+    state_ = e.next;
+    if (e.decision.action != Action::kHold) {
+      instance(e.decision.instance).role = e.decision.to;
+      ++changes_;
+    }
+    return e.decision;
+  }
+
+  RatioPolicy policy_;
+  GroupSnapshot snapshot_{"default", {}};
+  GroupState state_;
+  FakeClock clock_;
+  int changes_ = 0;
+};
+
+const Side kSlowPrefill{.ttft_s = 3.0};
+const Side kIdleDecode{.tpot_s = 0.015, .kv = 0.1};
+const Side kSlowDecode{.tpot_s = 0.3, .kv = 0.6};
+const Side kIdlePrefill{.ttft_s = 0.15};
+
+TEST(RatioPolicy, SustainedPrefillBottleneckMovesTheLeastLoadedDecodeInstance) {
+  Group g(1, 3);
+  RatioDecision d = g.round(kSlowPrefill, kIdleDecode);
+  EXPECT_EQ(d.action, Action::kHold);
+  EXPECT_EQ(d.reason, Reason::kNotSustained);
+  EXPECT_NE(d.detail.find("1/3"), std::string::npos) << d.detail;
+  EXPECT_EQ(g.round(kSlowPrefill, kIdleDecode).reason, Reason::kNotSustained);
+  d = g.round(kSlowPrefill, kIdleDecode);
+  EXPECT_EQ(d.action, Action::kDecodeToPrefill);
+  EXPECT_EQ(d.reason, Reason::kPrefillBottleneck);
+  EXPECT_EQ(d.instance, "d1");
+  EXPECT_EQ(d.to, Role::kPrefill);
+  EXPECT_EQ(d.group, "default");
+  EXPECT_NE(d.detail.find("ttft_p90=3.800s"), std::string::npos) << d.detail;
+  EXPECT_TRUE(d.signals.prefill_pressure);
+  EXPECT_TRUE(d.signals.decode_slack);
+  EXPECT_EQ(g.count(Role::kPrefill), 2);
+}
+
+TEST(RatioPolicy, SustainedDecodeBottleneckMovesAPrefillInstance) {
+  Group g(3, 1);
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(g.round(kIdlePrefill, kSlowDecode).action, Action::kHold);
+  RatioDecision d = g.round(kIdlePrefill, kSlowDecode);
+  EXPECT_EQ(d.action, Action::kPrefillToDecode);
+  EXPECT_EQ(d.reason, Reason::kDecodeBottleneck);
+  EXPECT_EQ(d.to, Role::kDecode);
+  EXPECT_EQ(g.count(Role::kDecode), 2);
+}
+
+TEST(RatioPolicy, RejectionsAloneArePressure) {
+  Group g(1, 3);
+  Side rejecting = kIdlePrefill;
+  rejecting.rejected = 5;
+  for (int i = 0; i < 2; ++i) g.round(rejecting, kIdleDecode);
+  EXPECT_EQ(g.round(rejecting, kIdleDecode).reason, Reason::kPrefillBottleneck);
+
+  Group h(3, 1);
+  Side kv_full = kIdleDecode;
+  kv_full.rejected = 2;  // a decode instance refusing for want of KV room
+  for (int i = 0; i < 2; ++i) h.round(kIdlePrefill, kv_full);
+  EXPECT_EQ(h.round(kIdlePrefill, kv_full).reason, Reason::kDecodeBottleneck);
+}
+
+TEST(RatioPolicy, BetweenSlackAndTargetNothingMoves) {
+  // Prefill at 1.5 s: under its 2 s target, above the 1 s slack line; decode
+  // at 70 ms, between its 50 ms slack line and its 100 ms target.
+  Group g(2, 2);
+  Side near_prefill{.ttft_s = 1.5};
+  Side near_decode{.tpot_s = 0.07};
+  for (int i = 0; i < 20; ++i) {
+    RatioDecision d = g.round(near_prefill, near_decode);
+    EXPECT_EQ(d.reason, Reason::kBalanced) << d.detail;
+  }
+  // Prefill misses, but decode has no slack to give.
+  for (int i = 0; i < 10; ++i) {
+    RatioDecision d = g.round(kSlowPrefill, near_decode);
+    EXPECT_EQ(d.reason, Reason::kNoSlack) << d.detail;
+  }
+  EXPECT_EQ(g.changes_, 0);
+}
+
+TEST(RatioPolicy, CooldownSpacesChangesAndAReverseWaitsLonger) {
+  Group g(1, 4);
+  for (int i = 0; i < 3; ++i) g.round(kSlowPrefill, kIdleDecode);
+  ASSERT_EQ(g.changes_, 1);
+  // Still a prefill bottleneck: held for the 30 s cool-down (5 s rounds).
+  for (int i = 0; i < 5; ++i) {
+    RatioDecision d = g.round(kSlowPrefill, kIdleDecode);
+    EXPECT_EQ(d.reason, i < 2 ? Reason::kNotSustained : Reason::kCoolingDown) << i;
+  }
+  EXPECT_EQ(g.round(kSlowPrefill, kIdleDecode).reason, Reason::kPrefillBottleneck);
+  ASSERT_EQ(g.changes_, 2);
+
+  // Load turns around at once: the reverse waits for 120 s since the change.
+  int rounds = 0;
+  while (g.changes_ == 2 && rounds < 100) {
+    g.round(kIdlePrefill, kSlowDecode);
+    ++rounds;
+  }
+  EXPECT_EQ(g.changes_, 3);
+  EXPECT_EQ(rounds, 120 / 5) << "the reverse change came after the reverse cool-down";
+}
+
+TEST(RatioPolicy, AlternatingBottlenecksNeverFlap) {
+  Group g(2, 2);
+  for (int i = 0; i < 100; ++i) {
+    RatioDecision d =
+        i % 2 == 0 ? g.round(kSlowPrefill, kIdleDecode) : g.round(kIdlePrefill, kSlowDecode);
+    EXPECT_EQ(d.action, Action::kHold);
+  }
+  EXPECT_EQ(g.changes_, 0);
+}
+
+TEST(RatioPolicy, ClosedLoopSettlesWithoutOscillating) {
+  // A toy cluster: 8 instances, prefill work W_p and decode work W_d shared
+  // evenly on each side; latency grows with the work per instance. The
+  // policy must move toward the balance and then stop.
+  Group g(1, 7);
+  auto sides = [&](double wp, double wd) {
+    double p = g.count(Role::kPrefill), dn = g.count(Role::kDecode);
+    Side pre{.ttft_s = 0.2 * wp / p, .rejected = wp / p > 20 ? 3.0 : 0.0};
+    Side dec{.tpot_s = 0.005 * wd / dn, .kv = std::min(1.0, 0.05 * wd / dn)};
+    return std::make_pair(pre, dec);
+  };
+  int changes_in_phase = 0;
+  // Phase 1: long prompts, short outputs.
+  for (int i = 0; i < 200; ++i) {
+    auto [pre, dec] = sides(40, 20);
+    if (g.round(pre, dec).action != Action::kHold) ++changes_in_phase;
+  }
+  EXPECT_GE(g.count(Role::kPrefill), 4) << "prefill got the instances it needed";
+  EXPECT_LE(changes_in_phase, 6);
+  int settled = g.changes_;
+  for (int i = 0; i < 50; ++i) {
+    auto [pre, dec] = sides(40, 20);
+    EXPECT_EQ(g.round(pre, dec).action, Action::kHold);
+  }
+  EXPECT_EQ(g.changes_, settled);
+  // Phase 2: short prompts, long outputs.
+  changes_in_phase = 0;
+  for (int i = 0; i < 300; ++i) {
+    auto [pre, dec] = sides(4, 120);
+    if (g.round(pre, dec).action != Action::kHold) ++changes_in_phase;
+  }
+  EXPECT_GE(g.count(Role::kDecode), 6);
+  EXPECT_LE(changes_in_phase, 6);
+}
+
+TEST(RatioPolicy, NeverBelowTheMinimum) {
+  Group g(1, 1);
+  for (int i = 0; i < 2; ++i) g.round(kSlowPrefill, kIdleDecode);
+  RatioDecision d = g.round(kSlowPrefill, kIdleDecode);
+  EXPECT_EQ(d.reason, Reason::kAtMinimum) << d.detail;
+  EXPECT_EQ(g.changes_, 0);
+}
+
+TEST(RatioPolicy, HoldsOnMissingStaleOrTooFewData) {
+  Group g(1, 3);
+  g.round(kSlowPrefill, kIdleDecode);
+  // One instance's report is 11 s old (stale after 10 s).
+  g.clock_.advance(seconds(11));
+  GroupEvaluation e = evaluate_group(g.policy_, g.snapshot_, g.state_, g.clock_.now());
+  EXPECT_EQ(e.decision.reason, Reason::kInsufficientData);
+  EXPECT_EQ(e.next.prefill_streak, 0);
+
+  // Too few observations to judge latency: slow TTFT over 3 requests counts
+  // for nothing (and prefill is not under pressure without them).
+  Group h(1, 3);
+  Side few = kSlowPrefill;
+  few.samples = 3;
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(h.round(few, kIdleDecode).action, Action::kHold);
+  EXPECT_FALSE(h.round(few, kIdleDecode).signals.ttft_q.has_value());
+}
+
+TEST(RatioPolicy, UnhealthyInstancesDoNotCountAndChangesInFlightHold) {
+  Group g(1, 2);
+  g.instance("d0").healthy = false;  // left: 1 P, 1 D, at the minimum
+  for (int i = 0; i < 2; ++i) g.round(kSlowPrefill, kIdleDecode);
+  EXPECT_EQ(g.round(kSlowPrefill, kIdleDecode).reason, Reason::kAtMinimum);
+
+  g.instance("d0").healthy = true;
+  g.instance("d0").changing_role = true;
+  RatioDecision d = g.round(kSlowPrefill, kIdleDecode);
+  EXPECT_EQ(d.reason, Reason::kChangeInProgress);
+  EXPECT_NE(d.detail.find("d0"), std::string::npos);
+}
+
+TEST(RatioPolicy, MixedGroupsAreNotDisaggregated) {
+  Group g(0, 0);
+  g.add("m0", Role::kMixed);
+  g.add("m1", Role::kMixed);
+  EXPECT_EQ(g.round(kSlowPrefill, kIdleDecode).reason, Reason::kNotDisaggregated);
+}
+
+TEST(RatioPolicy, ValidateRefusesNonsense) {
+  RatioPolicy p;
+  EXPECT_TRUE(validate(p).is_ok());
+  p.slack_fraction = 1.5;
+  EXPECT_FALSE(validate(p).is_ok());
+  p = RatioPolicy{};
+  p.min_decode = 0;
+  EXPECT_FALSE(validate(p).is_ok());
+  p = RatioPolicy{};
+  p.slo.ttft_s = 0;
+  EXPECT_FALSE(validate(p).is_ok());
+}
+
+TEST(RatioPolicy, NamesAreStable) {
+  EXPECT_EQ(reason_name(Reason::kPrefillBottleneck), "prefill_bottleneck");
+  EXPECT_EQ(action_name(Action::kDecodeToPrefill), "decode_to_prefill");
+  EXPECT_EQ(*parse_role("decode"), Role::kDecode);
+  EXPECT_FALSE(parse_role("both").is_ok());
+}
+
+}  // namespace
+}  // namespace baton::controller
