@@ -7,6 +7,8 @@
 namespace baton::kvtransfer {
 
 void TcpTransport::Impl::finish(const std::shared_ptr<Op>& op, Status status) {
+  TransferState state;
+  std::shared_ptr<const KvTransport::FinishedCallback> cb;
   {
     std::lock_guard lock(mu);
     if (!op->state.pending()) return;
@@ -16,9 +18,12 @@ void TcpTransport::Impl::finish(const std::shared_ptr<Op>& op, Status status) {
     auto r = regions.find(op->region);
     if (r != regions.end()) --r->second.users;
     if (!op->send) pending_receives.erase(op->wire_id);
+    state = op->state;
+    cb = on_finished;
   }
   cv.notify_all();
   if (op->timer) op->timer->cancel();
+  if (cb && *cb) (*cb)(TransferId{op->local}, state);
 }
 
 void TcpTransport::Impl::abort(const std::shared_ptr<Op>& op, Status status) {
@@ -328,6 +333,11 @@ Capabilities TcpTransport::capabilities() const {
   c.end_to_end_checksum = true;
   c.max_transfer_bytes = kMaxTransferBytes;
   return c;
+}
+
+void TcpTransport::set_on_finished(FinishedCallback cb) {
+  std::lock_guard lock(impl_->mu);
+  impl_->on_finished = cb ? std::make_shared<const FinishedCallback>(std::move(cb)) : nullptr;
 }
 
 }  // namespace baton::kvtransfer

@@ -90,6 +90,7 @@ class TcpTransport final : public KvTransport {
   Status cancel(TransferId id) override;
   void release(TransferId id) override;
   Capabilities capabilities() const override;
+  void set_on_finished(FinishedCallback cb) override;
 
   struct Impl;
 

@@ -153,6 +153,7 @@ struct TcpTransport::Impl {
   std::set<uint64_t> pending_receives;  // wire ids with a pending receive
   size_t out_count = 0;
   uint64_t held_bytes = 0;
+  std::shared_ptr<const KvTransport::FinishedCallback> on_finished;
 
   // I/O thread only.
   bool stopping = false;

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <condition_variable>
+#include <mutex>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
@@ -83,6 +87,45 @@ void expect_bit_exact(size_t bytes, bool receive_first) {
   EXPECT_TRUE(sender->poll(*tx)->done());
   EXPECT_EQ(std::memcmp(src.data(), dst.data(), bytes), 0);
   EXPECT_EQ(receiver->unclaimed_bytes(), 0u);
+}
+
+// Every transfer reports its end once through the finished callback, on both
+// sides, successes and failures alike.
+TEST(TcpTransportCallbackTest, ReportsEachFinishedTransferOnce) {
+  auto sender = make();
+  auto receiver = make();
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::pair<uint64_t, bool>> sent, received;
+  sender->set_on_finished([&](TransferId id, const TransferState& st) {
+    std::lock_guard lock(mu);
+    sent.emplace_back(id.value, st.done());
+    cv.notify_all();
+  });
+  receiver->set_on_finished([&](TransferId id, const TransferState& st) {
+    std::lock_guard lock(mu);
+    received.emplace_back(id.value, st.done());
+    cv.notify_all();
+  });
+  auto src = random_bytes(4096, 1);
+  std::vector<uint8_t> dst(4096, 0);
+  auto rx = receiver->submit_receive(11, whole(*receiver, dst), in(60s));
+  ASSERT_TRUE(rx.is_ok());
+  auto tx = sender->submit_send(to(*receiver, 11, whole(*sender, src), in(60s)));
+  ASSERT_TRUE(tx.is_ok());
+  // A receive that is cancelled fails through the callback too.
+  std::vector<uint8_t> other(64, 0);
+  auto rx2 = receiver->submit_receive(12, whole(*receiver, other), in(60s));
+  ASSERT_TRUE(rx2.is_ok());
+  ASSERT_TRUE(receiver->cancel(*rx2).is_ok());
+  std::unique_lock lock(mu);
+  ASSERT_TRUE(cv.wait_until(lock, std::chrono::steady_clock::now() + 60s,
+                            [&] { return sent.size() == 1 && received.size() == 2; }));
+  EXPECT_EQ(sent[0], std::make_pair(tx->value, true));
+  std::sort(received.begin(), received.end());
+  EXPECT_EQ(received[0], std::make_pair(rx->value, true));
+  EXPECT_EQ(received[1], std::make_pair(rx2->value, false));
+  EXPECT_EQ(std::memcmp(src.data(), dst.data(), dst.size()), 0);
 }
 
 TEST(TcpTransportBitExactTest, OneMiBReceivePostedFirst) { expect_bit_exact(1 << 20, true); }

@@ -29,6 +29,7 @@
 // All methods are thread-safe. Errors are Status values; nothing throws.
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "common/clock.h"
@@ -132,6 +133,13 @@ class KvTransport {
   virtual void release(TransferId id) = 0;
 
   virtual Capabilities capabilities() const = 0;
+
+  // Called once for every transfer as it finishes (kDone or kFailed), on the
+  // thread that finished it (normally the transport's I/O thread), with no
+  // transport lock held. It must not block; it may call the transport.
+  // Set it before the first submit; null clears it. Thread-safe.
+  using FinishedCallback = std::function<void(TransferId, const TransferState&)>;
+  virtual void set_on_finished(FinishedCallback cb) = 0;
 };
 
 }  // namespace baton::kvtransfer
