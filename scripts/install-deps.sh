@@ -13,6 +13,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # scripts (fixture generators, checks)
   python3
+  # controller membership tests run a real etcd
+  etcd-server
 )
 
 # Node.js and npm for the integration tests through the openai npm client;
