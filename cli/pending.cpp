@@ -17,13 +17,6 @@ int missing(const std::string& cmd, const std::string& what) {
 }
 }  // namespace
 
-Run register_gateway(CLI::App& app) {
-  auto* cmd = app.add_subcommand("gateway", "Route requests over instances (P/D aware)");
-  auto config = std::make_shared<std::string>();
-  cmd->add_option("--config", *config, "Gateway YAML file");
-  return [] { return missing("gateway", "the gateway"); };
-}
-
 Run register_up(CLI::App& app) {
   auto* cmd = app.add_subcommand("up", "Start a local cluster: instances, gateway, controller");
   auto prefill = std::make_shared<int>(1);

@@ -25,6 +25,8 @@ struct ServeFlags {
   std::string served_model_name;
   std::string role = "mixed";
   int threads = 0;
+  std::string device = "cpu";
+  double gpu_memory_utilization = 0.9;
   int io_threads = 2;
   int max_num_seqs = 64;
   int max_num_batched_tokens = 2048;
@@ -89,6 +91,8 @@ int run_serve(const ServeFlags& f) {
   engine::EngineConfig ec;
   ec.model = f.model;
   ec.threads = f.threads;
+  ec.device = f.device;
+  ec.gpu_memory_utilization = f.gpu_memory_utilization;
   ec.block_size = f.block_size;
   ec.kv_cache_bytes = f.kv_cache_mb << 20;
   ec.max_num_seqs = f.max_num_seqs;
@@ -137,6 +141,13 @@ Run register_serve(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--threads", f->threads, "CPU backend threads (0: all cores)")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--device", f->device, "cpu, or cuda (GPU 0, bf16)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  cmd->add_option("--gpu-memory-utilization", f->gpu_memory_utilization,
+                  "cuda: share of GPU memory for weights, workspace and KV cache")
+      ->check(CLI::Range(0.05, 1.0))
+      ->capture_default_str();
   cmd->add_option("--io-threads", f->io_threads, "HTTP I/O threads")->check(CLI::Range(1, 256));
   cmd->add_option("--max-num-seqs", f->max_num_seqs, "Most sequences in one step")
       ->check(CLI::Range(1, 4096));

@@ -104,16 +104,21 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& cfg) {
   e->eos_ = model::stop_token_ids(e->model_config_, gen);
 
   const model::ModelConfig& mc = e->model_config_;
-  e->backend_ = kernels::make_cpu_backend(cfg.threads);
   ModelOptions mo;
   mo.block_size = cfg.block_size;
   mo.max_num_tokens = cfg.max_num_batched_tokens;
   mo.max_num_seqs = cfg.max_num_seqs;
+  mo.max_model_len = cfg.max_model_len;
+  BATON_ASSIGN_OR_RETURN(ModelBackend mb,
+                         make_model_backend(cfg.device, cfg.threads, cfg.gpu_memory_utilization, mc,
+                                            mo, cfg.kv_cache_bytes));
+  e->backend_ = std::move(mb.backend);
+  mo.kv_dtype = mb.kv_dtype;
   const size_t per_token =
       static_cast<size_t>(2 * mc.num_hidden_layers * mc.kv_size()) * dtype_size(mo.kv_dtype);
   mo.num_blocks = cfg.num_blocks > 0
                       ? cfg.num_blocks
-                      : static_cast<int32_t>(static_cast<size_t>(cfg.kv_cache_bytes) /
+                      : static_cast<int32_t>(static_cast<size_t>(mb.kv_cache_bytes) /
                                              (per_token * static_cast<size_t>(cfg.block_size)));
   if (mo.num_blocks <= 0) return invalid_argument("kv cache too small for one block");
   int64_t len = cfg.max_model_len > 0 ? cfg.max_model_len : mc.max_position_embeddings;

@@ -5,6 +5,9 @@
 #include <string>
 
 #include "kernels/rope.h"
+#if BATON_HAVE_CUDA
+#include "kernels/cuda/cuda_backend.h"
+#endif
 
 namespace baton::engine {
 
@@ -116,13 +119,26 @@ Result<Tensor> LlamaModel::upload(const std::vector<const model::TensorRef*>& pa
     same = same && p->dtype == first.dtype;
     rows += p->shape[0];
   }
-  DType dtype = (to_f32_always || !same) ? DType::kF32 : first.dtype;
+  // Matrices keep their dtype where the backend takes it; otherwise (a
+  // backend whose GEMMs want the activation dtype, or parts that disagree)
+  // they become activation-dtype matrices.
+  const kernels::Capabilities caps = backend_.capabilities();
+  const bool supported = (first.dtype == DType::kF32 && caps.weights_f32) ||
+                         (first.dtype == DType::kBF16 && caps.weights_bf16) ||
+                         (first.dtype == DType::kF16 && caps.weights_f16);
+  DType dtype = first.dtype;
+  if (to_f32_always) {
+    dtype = DType::kF32;
+  } else if (!same || !supported) {
+    dtype = caps.activation_dtype;
+  }
   const bool matrix = first.shape.size() == 2;
   const int64_t cols = matrix ? first.shape[1] : 1;
   Result<Tensor> t = matrix ? scratch(dtype, {rows, cols}) : scratch(dtype, {rows});
   if (!t.is_ok()) return t.status();
   char* dst = static_cast<char*>(t->data);
   std::vector<float> tmp;
+  std::vector<uint16_t> narrow;
   for (const auto* p : parts) {
     size_t bytes = static_cast<size_t>(p->numel()) * dtype_size(dtype);
     if (dtype == p->dtype) {
@@ -130,7 +146,16 @@ Result<Tensor> LlamaModel::upload(const std::vector<const model::TensorRef*>& pa
     } else {
       tmp.resize(static_cast<size_t>(p->numel()));
       to_f32(*p, tmp.data());
-      BATON_RETURN_IF_ERROR(backend_.upload(tmp.data(), bytes, dst));
+      if (dtype == DType::kF32) {
+        BATON_RETURN_IF_ERROR(backend_.upload(tmp.data(), bytes, dst));
+      } else {
+        BATON_CHECK(dtype == DType::kBF16 || dtype == DType::kF16);
+        narrow.resize(tmp.size());
+        for (size_t i = 0; i < tmp.size(); ++i) {
+          narrow[i] = dtype == DType::kBF16 ? f32_to_bf16(tmp[i]) : f32_to_f16(tmp[i]);
+        }
+        BATON_RETURN_IF_ERROR(backend_.upload(narrow.data(), bytes, dst));
+      }
     }
     dst += bytes;
   }
@@ -231,6 +256,66 @@ Status LlamaModel::allocate_runtime() {
   BATON_ASSIGN_OR_RETURN(last_, scratch(act, {S, H}));
   BATON_ASSIGN_OR_RETURN(logits_, scratch(DType::kF32, {S, config_.vocab_size}));
   return Status::ok();
+}
+
+size_t LlamaModel::workspace_bytes(const model::ModelConfig& c, const ModelOptions& o, DType act) {
+  const auto T = static_cast<size_t>(o.max_num_tokens), S = static_cast<size_t>(o.max_num_seqs);
+  const auto H = static_cast<size_t>(c.hidden_size), I = static_cast<size_t>(c.intermediate_size);
+  const auto q = static_cast<size_t>(c.q_size()), kv = static_cast<size_t>(c.kv_size());
+  const size_t per_token = (3 * H + 2 * q + 2 * kv + 3 * I) * dtype_size(act) + 3 * 4;
+  const size_t logits = S * (H * dtype_size(act) + static_cast<size_t>(c.vocab_size) * 4 + 4);
+  const int64_t positions = o.max_model_len > 0 ? o.max_model_len : c.max_position_embeddings;
+  const size_t rope =
+      2 * static_cast<size_t>(positions) * static_cast<size_t>(c.rotary_dim() / 2) * 4;
+  return T * per_token + logits + rope;
+}
+
+Result<ModelBackend> make_model_backend(std::string_view device, int threads,
+                                        double gpu_memory_utilization,
+                                        const model::ModelConfig& config,
+                                        const ModelOptions& options, int64_t cpu_kv_cache_bytes) {
+  ModelBackend mb;
+  if (device == "cpu") {
+    mb.backend = kernels::make_cpu_backend(threads);
+    mb.kv_dtype = DType::kF32;
+    mb.kv_cache_bytes = cpu_kv_cache_bytes;
+    return mb;
+  }
+  if (device != "cuda") {
+    return invalid_argument("device: '" + std::string(device) + "' is neither cpu nor cuda");
+  }
+#if BATON_HAVE_CUDA
+  if (gpu_memory_utilization <= 0 || gpu_memory_utilization > 1) {
+    return invalid_argument("gpu_memory_utilization: must be in (0, 1]");
+  }
+  BATON_ASSIGN_OR_RETURN(mb.backend, kernels::cuda::make_cuda_backend({}));
+  mb.kv_dtype = mb.backend->activation_dtype();
+  // Measured after the backend made its context and workspaces, so those
+  // count as in use.
+  BATON_ASSIGN_OR_RETURN(kernels::cuda::MemoryInfo mem, kernels::cuda::device_memory(0));
+  const double in_use = static_cast<double>(mem.total_bytes - mem.free_bytes);
+  const double weights =
+      static_cast<double>(model::count_parameters(config)) * dtype_size(mb.kv_dtype);
+  const double workspace =
+      static_cast<double>(LlamaModel::workspace_bytes(config, options, mb.kv_dtype));
+  // Room for cuBLAS's own buffers and allocation rounding.
+  constexpr double kSlack = 512.0 * (1 << 20);
+  const double kv = gpu_memory_utilization * static_cast<double>(mem.total_bytes) - in_use -
+                    weights - workspace - kSlack;
+  if (kv <= 0) {
+    return resource_exhausted("gpu: no room for a KV cache at gpu_memory_utilization " +
+                              std::to_string(gpu_memory_utilization));
+  }
+  mb.kv_cache_bytes = static_cast<int64_t>(kv);
+  return mb;
+#else
+  (void)threads;
+  (void)gpu_memory_utilization;
+  (void)config;
+  (void)options;
+  (void)cpu_kv_cache_bytes;
+  return unavailable("device cuda: this build has no CUDA backend");
+#endif
 }
 
 Status LlamaModel::validate(const ForwardBatch& b) const {

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -43,6 +44,25 @@ struct ForwardBatch {
   void clear();
 };
 
+// The backend a model runs on, chosen by device name, with the KV cache dtype
+// and pool size that suit it.
+struct ModelBackend {
+  std::unique_ptr<kernels::Backend> backend;
+  DType kv_dtype = DType::kF32;
+  int64_t kv_cache_bytes = 0;
+};
+
+// device "cpu": the CPU backend with `threads` workers, f32 KV, and
+// cpu_kv_cache_bytes of KV. device "cuda": GPU 0 with bf16 activations and
+// KV, and a KV pool of gpu_memory_utilization of the GPU's total memory less
+// what is in use already, the weights (bf16) and the workspace of `options`.
+// kUnavailable for "cuda" when this build has no CUDA backend or no GPU is
+// visible; kInvalidArgument for another name or a pool with no room.
+Result<ModelBackend> make_model_backend(std::string_view device, int threads,
+                                        double gpu_memory_utilization,
+                                        const model::ModelConfig& config,
+                                        const ModelOptions& options, int64_t cpu_kv_cache_bytes);
+
 class LlamaModel {
  public:
   // Uploads (and fuses) the weights and allocates the KV cache and workspace.
@@ -51,6 +71,11 @@ class LlamaModel {
                                                     const model::ModelConfig& config,
                                                     const model::ModelWeights& weights,
                                                     const ModelOptions& options);
+
+  // Backend memory besides weights and KV cache for these options (workspace,
+  // logits, RoPE table) with activations in `act`.
+  static size_t workspace_bytes(const model::ModelConfig& config, const ModelOptions& options,
+                                DType act);
 
   // Runs the batch; `logits` becomes [logit_rows.size(), vocab] row-major f32.
   // Invalid batches (too many tokens, a token id outside the vocabulary, a

@@ -1,0 +1,324 @@
+// GPU engine figures against the limits measured in the same run, on GPU 0.
+//
+//   engine_gpu_bench [--model dummy:llama-3.1-8b] [--decode-steps 64]
+//                    [--context 1024] [--prefill 8192] [--offline-requests 0]
+//                    [--input 1000] [--output 1000] [--max-num-seqs 256]
+//
+// - Decode, batch 1: ms per token against its floor, the bytes a step must
+//   read (every weight except the embedding table, plus the KV of the whole
+//   context) over the device-to-device copy bandwidth measured here.
+// - Prefill of one --prefill-token prompt: model FLOPs (2 per weight per
+//   token plus causal attention) over time, against the rate of a bf16
+//   8192x8192x8192 cuBLAS product through the backend, measured here.
+// - Offline throughput (when --offline-requests > 0): that many requests of
+//   --input random tokens and --output generated tokens (ignore_eos, greedy)
+//   through the Engine with device cuda, all submitted at once.
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+#include "engine/llama_model.h"
+#include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/device.h"
+#include "model/dummy_model.h"
+
+namespace {
+
+using namespace baton;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// bf16 matmul rate of the backend's linear (cuBLAS) on random data, in
+// FLOP/s: the median of 10 products after 3 warm-ups.
+double measure_matmul_rate(kernels::Backend& be, int64_t n) {
+  std::vector<uint16_t> host(static_cast<size_t>(n * n));
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> d(-1, 1);
+  for (auto& h : host) h = f32_to_bf16(d(rng));
+  auto a = be.allocate(host.size() * 2), b = be.allocate(host.size() * 2),
+       c = be.allocate(host.size() * 2);
+  if (!a.is_ok() || !b.is_ok() || !c.is_ok()) return 0;
+  (void)be.upload(host.data(), host.size() * 2, a->data());
+  (void)be.upload(host.data(), host.size() * 2, b->data());
+  kernels::Tensor x = a->tensor(DType::kBF16, {n, n}), w = b->tensor(DType::kBF16, {n, n});
+  kernels::Tensor o = c->tensor(DType::kBF16, {n, n});
+  std::vector<double> times;
+  for (int r = 0; r < 13; ++r) {
+    (void)be.synchronize();
+    auto t0 = Clock::now();
+    be.linear(x, w, nullptr, o);
+    (void)be.synchronize();
+    if (r >= 3) times.push_back(seconds_since(t0));
+  }
+  std::sort(times.begin(), times.end());
+  return 2.0 * static_cast<double>(n) * n * n / times[times.size() / 2];
+}
+
+// Batch-1 products of the model's shapes through the backend: achieved
+// weight-read bandwidth of each (median of 50 after warm-up, rotated over
+// enough weight copies that none is found in L2).
+void report_decode_linears(kernels::Backend& be, const model::ModelConfig& c, double copy_bw) {
+  struct Shape {
+    const char* name;
+    int64_t m, k;
+    DType out;
+  };
+  const int64_t h = c.hidden_size;
+  const Shape shapes[] = {{"q/o", c.q_size(), h, DType::kBF16},
+                          {"k/v", c.kv_size(), h, DType::kBF16},
+                          {"gate_up", 2 * c.intermediate_size, h, DType::kBF16},
+                          {"down", h, c.intermediate_size, DType::kBF16},
+                          {"lm_head", c.vocab_size, h, DType::kF32}};
+  std::printf(
+      "| batch-1 product | m x k | us | GB/s | of copy bandwidth |\n| --- | --- | --- | --- | --- "
+      "|\n");
+  for (const Shape& s : shapes) {
+    const size_t wbytes = static_cast<size_t>(s.m * s.k) * 2;
+    const int copies = static_cast<int>(std::max<size_t>(2, (size_t{256} << 20) / wbytes + 1));
+    std::vector<kernels::DeviceBuffer> ws;
+    std::vector<uint16_t> host(static_cast<size_t>(s.m * s.k));
+    for (size_t i = 0; i < host.size(); ++i)
+      host[i] = f32_to_bf16(((i * 2654435761u) % 1000) / 1e4f - 0.05f);
+    for (int i = 0; i < copies; ++i) {
+      auto b = be.allocate(wbytes);
+      if (!b.is_ok()) return;
+      (void)be.upload(host.data(), wbytes, b->data());
+      ws.push_back(std::move(b).value());
+    }
+    auto xb = be.allocate(static_cast<size_t>(s.k) * 2);
+    auto ob = be.allocate(static_cast<size_t>(s.m) * 4);
+    (void)be.upload(host.data(), static_cast<size_t>(s.k) * 2, xb->data());
+    kernels::Tensor x = xb->tensor(DType::kBF16, {1, s.k});
+    kernels::Tensor o = ob->tensor(s.out, {1, s.m});
+    std::vector<double> times;
+    for (int r = 0; r < 60; ++r) {
+      kernels::Tensor w = ws[static_cast<size_t>(r % copies)].tensor(DType::kBF16, {s.m, s.k});
+      (void)be.synchronize();
+      auto t0 = Clock::now();
+      be.linear(x, w, nullptr, o);
+      (void)be.synchronize();
+      if (r >= 10) times.push_back(seconds_since(t0));
+    }
+    std::sort(times.begin(), times.end());
+    const double t = times[times.size() / 2];
+    std::printf("| %s | %lld x %lld | %.1f | %.0f | %.0f%% |\n", s.name,
+                static_cast<long long>(s.m), static_cast<long long>(s.k), t * 1e6, wbytes / t / 1e9,
+                100.0 * wbytes / t / copy_bw);
+  }
+  std::printf("(each includes one host synchronisation, a few microseconds)\n\n");
+}
+
+struct Args {
+  std::string spec = "dummy:llama-3.1-8b";
+  int decode_steps = 64;
+  int context = 1024;
+  int prefill = 8192;
+  int offline_requests = 0;
+  int input = 1000;
+  int output = 1000;
+  int max_num_seqs = 256;
+};
+
+int run_offline(const Args& a, const model::ModelConfig& config) {
+  engine::EngineConfig ec;
+  ec.model = a.spec;
+  ec.device = "cuda";
+  ec.max_num_seqs = a.max_num_seqs;
+  ec.max_num_batched_tokens = 8192;
+  ec.enable_prefix_caching = false;  // random prompts share nothing
+  auto t_load = Clock::now();
+  auto eng = engine::Engine::create(ec);
+  if (!eng.is_ok()) {
+    std::fprintf(stderr, "engine: %s\n", eng.status().to_string().c_str());
+    return 1;
+  }
+  std::printf("\nengine loaded in %.1f s\n", seconds_since(t_load));
+  std::mt19937 rng(11);
+  std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(config.vocab_size) - 1);
+  std::vector<std::shared_ptr<engine::RequestStream>> streams;
+  auto t0 = Clock::now();
+  for (int i = 0; i < a.offline_requests; ++i) {
+    engine::EngineRequest r;
+    r.prompt.resize(static_cast<size_t>(a.input));
+    for (auto& t : r.prompt) t = tok(rng);
+    r.params.temperature = 0.0f;
+    r.params.max_tokens = a.output;
+    r.params.ignore_eos = true;
+    auto s = (*eng)->submit(std::move(r));
+    if (!s.is_ok()) {
+      std::fprintf(stderr, "submit: %s\n", s.status().to_string().c_str());
+      return 1;
+    }
+    streams.push_back(*s);
+  }
+  Status st = (*eng)->run_until_idle();
+  const double secs = seconds_since(t0);
+  if (!st.is_ok()) {
+    std::fprintf(stderr, "run: %s\n", st.to_string().c_str());
+    return 1;
+  }
+  engine::EngineStats s = (*eng)->stats();
+  std::printf(
+      "offline: %d requests x (%d in, %d out), max_num_seqs %d: %.1f s, %lld output tokens, "
+      "%.0f output tokens/s, %.0f total tokens/s, %lld steps, %lld preemptions\n",
+      a.offline_requests, a.input, a.output, a.max_num_seqs, secs,
+      static_cast<long long>(s.generation_tokens), static_cast<double>(s.generation_tokens) / secs,
+      static_cast<double>(s.generation_tokens + s.prompt_tokens) / secs,
+      static_cast<long long>(s.steps), static_cast<long long>(s.num_preemptions));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string k = argv[i];
+    const char* v = argv[i + 1];
+    if (k == "--model") a.spec = v;
+    if (k == "--decode-steps") a.decode_steps = std::stoi(v);
+    if (k == "--context") a.context = std::stoi(v);
+    if (k == "--prefill") a.prefill = std::stoi(v);
+    if (k == "--offline-requests") a.offline_requests = std::stoi(v);
+    if (k == "--input") a.input = std::stoi(v);
+    if (k == "--output") a.output = std::stoi(v);
+    if (k == "--max-num-seqs") a.max_num_seqs = std::stoi(v);
+  }
+  auto gpus = kernels::cuda::list_gpus();
+  if (!gpus.is_ok()) {
+    std::fprintf(stderr, "no GPU: %s\n", gpus.status().to_string().c_str());
+    return 1;
+  }
+  const auto& g = gpus->front();
+  auto bw = kernels::cuda::measure_copy_bandwidth(0, uint64_t{1} << 30, 20);
+  if (!bw.is_ok()) return 1;
+  std::printf("GPU 0: %s, %d SMs, %.1f GiB; copy bandwidth %.0f GB/s (read + write)\n",
+              g.name.c_str(), g.multiprocessors, static_cast<double>(g.total_memory) / (1 << 30),
+              *bw / 1e9);
+
+  auto source = model::resolve_model_spec(a.spec);
+  if (!source.is_ok()) return 1;
+  auto config = model::load_source_config(*source);
+  if (!config.is_ok()) return 1;
+
+  {
+    auto backend = kernels::cuda::make_cuda_backend({});
+    if (!backend.is_ok()) {
+      std::fprintf(stderr, "%s\n", backend.status().to_string().c_str());
+      return 1;
+    }
+    kernels::Backend& be = **backend;
+    const double mm = measure_matmul_rate(be, 8192);
+    std::printf("bf16 matmul 8192^3 through cuBLAS: %.0f TFLOP/s\n\n", mm / 1e12);
+    report_decode_linears(be, *config, *bw);
+
+    auto t_w = Clock::now();
+    auto weights = model::load_source_weights(*source, *config, DType::kBF16, 1);
+    if (!weights.is_ok()) return 1;
+    engine::ModelOptions opts;
+    opts.block_size = 16;
+    opts.max_num_tokens = std::max(a.prefill, a.context);
+    opts.max_num_seqs = 8;
+    opts.kv_dtype = DType::kBF16;
+    opts.max_model_len = std::max(a.prefill, a.context + a.decode_steps + 16);
+    const int32_t blocks_per_seq = (opts.max_model_len + 15) / 16;
+    opts.num_blocks = 2 * blocks_per_seq;
+    auto m = engine::LlamaModel::create(be, *config, *weights, opts);
+    if (!m.is_ok()) {
+      std::fprintf(stderr, "%s\n", m.status().to_string().c_str());
+      return 1;
+    }
+    engine::LlamaModel& model = **m;
+    double weight_bytes = static_cast<double>(weights->total_bytes());
+    if (!config->tie_word_embeddings) {
+      if (const auto* e = weights->find("model.embed_tokens.weight")) {
+        weight_bytes -= static_cast<double>(e->bytes);
+      }
+    }
+    const double params = static_cast<double>(model::count_parameters(*config));
+    std::printf("model %s: %.2f B parameters, %.2f GB read per decode step; loaded in %.1f s\n\n",
+                a.spec.c_str(), params / 1e9, weight_bytes / 1e9, seconds_since(t_w));
+
+    std::vector<int32_t> table0(static_cast<size_t>(blocks_per_seq)), table1(table0.size());
+    for (int32_t b = 0; b < blocks_per_seq; ++b) {
+      table0[static_cast<size_t>(b)] = b;
+      table1[static_cast<size_t>(b)] = blocks_per_seq + b;
+    }
+    const auto vocab = static_cast<int32_t>(config->vocab_size);
+    auto fill = [&](engine::ForwardBatch& batch, const std::vector<int32_t>& table, int start,
+                    int count) {
+      batch.clear();
+      for (int i = 0; i < count; ++i) {
+        const int p = start + i;
+        batch.tokens.push_back((p * 7919 + 13) % vocab);
+        batch.positions.push_back(p);
+        batch.slots.push_back(table[static_cast<size_t>(p / 16)] * 16 + p % 16);
+      }
+      batch.seqs.push_back({0, count, start + count, table.data(), blocks_per_seq});
+      batch.logit_rows.push_back(count - 1);
+    };
+    std::vector<float> logits;
+    engine::ForwardBatch b;
+
+    std::printf("| case | time | floor | of floor |\n| --- | --- | --- | --- |\n");
+    // Prefill: warm-up once, then the median of 3.
+    {
+      const double T = a.prefill;
+      const double attn = 4.0 * config->num_hidden_layers * config->q_size() * T * T / 2;
+      const double flops =
+          2.0 * (params - static_cast<double>(config->vocab_size) * config->hidden_size) * T + attn;
+      std::vector<double> times;
+      for (int r = 0; r < 4; ++r) {
+        fill(b, table1, 0, a.prefill);
+        auto t0 = Clock::now();
+        Status st = model.forward(b, logits);
+        if (!st.is_ok()) {
+          std::fprintf(stderr, "prefill: %s\n", st.to_string().c_str());
+          return 1;
+        }
+        if (r > 0) times.push_back(seconds_since(t0));
+      }
+      std::sort(times.begin(), times.end());
+      const double t = times[1];
+      std::printf(
+          "| prefill %d tokens | %.1f ms (%.0f TFLOP/s) | %.1f ms at the matmul rate | %.0f%% |\n",
+          a.prefill, t * 1e3, flops / t / 1e12, flops / mm * 1e3, 100.0 * flops / mm / t);
+    }
+    // Decode, batch 1, after a --context-token prompt.
+    {
+      fill(b, table0, 0, a.context);
+      if (!model.forward(b, logits).is_ok()) return 1;
+      for (int w = 0; w < 3; ++w) {  // warm-up
+        fill(b, table0, a.context + w, 1);
+        (void)model.forward(b, logits);
+      }
+      const int first = a.context + 3;
+      std::vector<double> times;
+      for (int s = 0; s < a.decode_steps; ++s) {
+        fill(b, table0, first + s, 1);
+        auto t0 = Clock::now();
+        if (!model.forward(b, logits).is_ok()) return 1;
+        times.push_back(seconds_since(t0));
+      }
+      std::sort(times.begin(), times.end());
+      const double t = times[times.size() / 2];
+      const double ctx = first + a.decode_steps / 2.0;
+      const double bytes = weight_bytes + static_cast<double>(model.kv_bytes_per_token()) * ctx;
+      const double floor = bytes / *bw;
+      std::printf(
+          "| decode batch 1, context ~%.0f | %.2f ms/token (%.0f tokens/s) | %.2f ms | %.0f%% |\n",
+          ctx, t * 1e3, 1 / t, floor * 1e3, 100.0 * floor / t);
+    }
+  }
+  if (a.offline_requests > 0) return run_offline(a, *config);
+  return 0;
+}

@@ -1,0 +1,134 @@
+// Skinny GEMM for decode steps: out[n, m] = x[n, k] w[m, k]^T (+ bias) for
+// n <= kGemvMaxRows, bf16 x and w, f32 accumulation. Such products read each
+// weight once and do little arithmetic, so their speed is the rate at which
+// the weights stream from memory: one warp per weight row, 16-byte loads that
+// bypass L1, four of them in flight per lane, and every x row (a few KiB, an
+// L1/L2 hit) applied to each loaded chunk.
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/ops.h"
+
+namespace baton::kernels::cuda {
+namespace {
+
+constexpr int kWarps = 8;
+constexpr int kUnroll = 4;
+
+__device__ __forceinline__ uint4 load_stream(const uint4* p) {
+  uint4 r;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+               : "l"(p));
+  return r;
+}
+
+__device__ __forceinline__ float dot8(const uint4& a, const uint4& b) {
+  const auto* x = reinterpret_cast<const __nv_bfloat162*>(&a);
+  const auto* y = reinterpret_cast<const __nv_bfloat162*>(&b);
+  float s = 0.0f;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 u = __bfloat1622float2(x[i]), v = __bfloat1622float2(y[i]);
+    s = fmaf(u.x, v.x, s);
+    s = fmaf(u.y, v.y, s);
+  }
+  return s;
+}
+
+template <int N, typename O, typename B>
+__global__ void __launch_bounds__(kWarps * 32)
+    gemv_kernel(const __nv_bfloat16* __restrict__ x, const __nv_bfloat16* __restrict__ w,
+                const B* __restrict__ bias, O* __restrict__ out, int k, int m) {
+  const int row = blockIdx.x * kWarps + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  if (row >= m) return;
+  const uint4* wr = reinterpret_cast<const uint4*>(w + static_cast<int64_t>(row) * k);
+  const auto* xr = reinterpret_cast<const uint4*>(x);
+  const int chunks = k / 8, xstride = k / 8;
+  float acc[N];
+#pragma unroll
+  for (int i = 0; i < N; ++i) acc[i] = 0.0f;
+  for (int c0 = lane; c0 < chunks; c0 += 32 * kUnroll) {
+    uint4 wv[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int c = c0 + 32 * u;
+      wv[u] = c < chunks ? load_stream(wr + c) : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int c = c0 + 32 * u;
+      if (c < chunks) {
+#pragma unroll
+        for (int i = 0; i < N; ++i) acc[i] += dot8(wv[u], __ldg(xr + i * xstride + c));
+      }
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < N; ++i) acc[i] = warp_sum(acc[i]);
+  if (lane == 0) {
+    const float b = bias != nullptr ? to_f(bias[row]) : 0.0f;
+#pragma unroll
+    for (int i = 0; i < N; ++i) out[static_cast<int64_t>(i) * m + row] = from_f<O>(acc[i] + b);
+  }
+}
+
+template <typename O, typename B>
+void launch_n(int n, const Tensor& x, const Tensor& w, const B* bias, Tensor& out, cudaStream_t s) {
+  const int k = static_cast<int>(x.cols()), m = static_cast<int>(w.rows());
+  const unsigned grid = static_cast<unsigned>((m + kWarps - 1) / kWarps);
+  const auto* xp = x.as<__nv_bfloat16>();
+  const auto* wp = w.as<__nv_bfloat16>();
+  O* op = out.as<O>();
+  switch (n) {
+#define BATON_GEMV_CASE(N)                                                     \
+  case N:                                                                      \
+    gemv_kernel<N, O, B><<<grid, kWarps * 32, 0, s>>>(xp, wp, bias, op, k, m); \
+    break;
+    BATON_GEMV_CASE(1)
+    BATON_GEMV_CASE(2)
+    BATON_GEMV_CASE(3)
+    BATON_GEMV_CASE(4)
+    BATON_GEMV_CASE(5)
+    BATON_GEMV_CASE(6)
+    BATON_GEMV_CASE(7)
+    BATON_GEMV_CASE(8)
+#undef BATON_GEMV_CASE
+    default:
+      BATON_CHECK_MSG(false, "gemv: too many rows");
+  }
+  BATON_CUDA_LAUNCH_CHECK();
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+}  // namespace
+
+bool gemv_supported(const Tensor& x, const Tensor& w, const Tensor& out) {
+  return x.dtype == DType::kBF16 && w.dtype == DType::kBF16 &&
+         (out.dtype == DType::kBF16 || out.dtype == DType::kF32) && x.rows() >= 1 &&
+         x.rows() <= kGemvMaxRows && x.cols() % 8 == 0 && aligned16(x.data) && aligned16(w.data);
+}
+
+void launch_gemv(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& out,
+                 cudaStream_t s) {
+  const int n = static_cast<int>(x.rows());
+  auto with_out = [&](auto ot) {
+    using O = typename decltype(ot)::type;
+    if (bias == nullptr) {
+      launch_n<O, float>(n, x, w, nullptr, out, s);
+    } else if (bias->dtype == DType::kF32) {
+      launch_n<O, float>(n, x, w, bias->as<float>(), out, s);
+    } else {
+      BATON_CHECK(bias->dtype == DType::kBF16);
+      launch_n<O, __nv_bfloat16>(n, x, w, bias->as<__nv_bfloat16>(), out, s);
+    }
+  };
+  if (out.dtype == DType::kF32) {
+    with_out(Tag<float>{});
+  } else {
+    with_out(Tag<__nv_bfloat16>{});
+  }
+}
+
+}  // namespace baton::kernels::cuda
