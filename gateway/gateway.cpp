@@ -306,9 +306,9 @@ class Gateway::Impl : public std::enable_shared_from_this<Gateway::Impl> {
     if (s.code() == StatusCode::kUnauthenticated) {
       h.emplace_back("WWW-Authenticate", "Bearer");
     }
-    w.send(s.http(), "application/json", body.dump(), std::move(h));
     log.status = s.http();
     detail::finish_log(*core_, log, st.config->access_log);
+    w.send(s.http(), "application/json", body.dump(), std::move(h));
   }
 
   void handle(protocol::HttpRequest req, std::shared_ptr<protocol::ResponseWriter> w) {

@@ -174,7 +174,9 @@ std::vector<InstancePtr> rank_pool(GatewayCore& core, const GroupState& group, c
   RouteRequest r;
   r.random = core.random();
   r.imbalance_threshold = group.config.imbalance_threshold;
-  r.sequence = group.routing->sequence.fetch_add(1, std::memory_order_relaxed);
+  if (policy == PolicyKind::kRoundRobin) {
+    r.sequence = group.routing->sequence.fetch_add(1, std::memory_order_relaxed);
+  }
   std::vector<PrefixMatch> matches;
   if (policy == PolicyKind::kConsistentHash) {
     auto key = req.header(group.config.affinity_header);

@@ -87,10 +87,10 @@ class MixedExchange : public std::enable_shared_from_this<MixedExchange> {
       respond_error_locked(last_error_status_, last_error_body_, last_error_headers_);
     } else {
       core_->metrics.rejections.with({"no_instance"}).inc();
+      finish_locked(503);
       writer_->send(503, "application/json",
                     protocol::error_body(unavailable("no upstream instance available")),
                     {{"Retry-After", "1"}});
-      finish_locked(503);
     }
   }
 
@@ -216,23 +216,27 @@ class MixedExchange : public std::enable_shared_from_this<MixedExchange> {
         writer_->write(protocol::error_sse_event(
             Status(StatusCode::kBadGateway, "upstream stream ended early: " + r.status.message())));
         writer_->write(std::string(protocol::kSseDone));
+        finish_locked(status_);
         writer_->end_stream();
-        return finish_locked(status_);
+        return;
       }
       Status s = r.status.code() == StatusCode::kDeadlineExceeded
                      ? Status(StatusCode::kDeadlineExceeded, "upstream: " + r.status.message())
                      : Status(StatusCode::kBadGateway, "upstream: " + r.status.message());
-      writer_->send_error(s);
-      return finish_locked(s.http());
+      finish_locked(s.http());
+      return writer_->send_error(s);
     }
+    // Recorded before the client can see the end, so that metrics read
+    // after a response always include it.
     if (streaming_) {
+      finish_locked(status_);
       writer_->end_stream();
     } else {
       observe_added_locked();
       log_.bytes_out += buffered_.size();
+      finish_locked(status_);
       writer_->send(status_, content_type_, std::move(buffered_), resp_headers_);
     }
-    finish_locked(status_);
   }
 
   void try_next_locked_exhausted() {
@@ -246,12 +250,12 @@ class MixedExchange : public std::enable_shared_from_this<MixedExchange> {
       headers.emplace_back("Retry-After", "1");
     }
     core_->metrics.rejections.with({"upstream_" + std::to_string(status)}).inc();
+    finish_locked(status);
     writer_->send(status, "application/json",
                   body.empty() ? protocol::error_body(Status(code_from_http(status),
                                                              "every upstream instance refused"))
                                : body,
                   headers);
-    finish_locked(status);
   }
 
   void observe_added_locked() {

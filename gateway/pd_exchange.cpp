@@ -188,8 +188,8 @@ class PdExchange : public std::enable_shared_from_this<PdExchange> {
       } else {
         writer_->write(protocol::sse_event(body));
         writer_->write(std::string(protocol::kSseDone));
-        writer_->end_stream();
         finish_locked(log_.status == 0 ? 200 : log_.status);
+        writer_->end_stream();
       }
       cancel_prefill_locked();
       return false;
@@ -198,9 +198,9 @@ class PdExchange : public std::enable_shared_from_this<PdExchange> {
       observe_added_locked();
       log_.instance = decode_->config.name;
       log_.bytes_out += ev.data.size();
-      writer_->send(200, "application/json", std::move(ev.data), response_headers());
       d_answered_ = true;
       finish_locked(200);
+      writer_->send(200, "application/json", std::move(ev.data), response_headers());
       return false;
     }
     if (ev.event.empty() || ev.event == "message") {
@@ -213,13 +213,14 @@ class PdExchange : public std::enable_shared_from_this<PdExchange> {
       }
       std::string out = protocol::sse_event(ev.data);
       log_.bytes_out += out.size();
-      if (!writer_->write(std::move(out))) return false;
       if (ev.is_done()) {
         d_answered_ = true;
-        writer_->end_stream();
         finish_locked(200);
+        writer_->write(std::move(out));
+        writer_->end_stream();
         return false;
       }
+      if (!writer_->write(std::move(out))) return false;
     }
     return true;
   }
@@ -253,9 +254,10 @@ class PdExchange : public std::enable_shared_from_this<PdExchange> {
       writer_->write(protocol::error_sse_event(
           Status(StatusCode::kBadGateway, "decode instance stream ended early")));
       writer_->write(std::string(protocol::kSseDone));
-      writer_->end_stream();
       cancel_prefill_locked();
-      return finish_locked(200);
+      finish_locked(200);
+      writer_->end_stream();
+      return;
     }
     // D died or timed out before answering anything: the whole request again.
     last_error_status_ = 502;
@@ -307,14 +309,14 @@ class PdExchange : public std::enable_shared_from_this<PdExchange> {
       return;
     }
     // Every candidate refused (or none was left): give D's room back.
-    core_->metrics.forwards.observe(log_.forwards);
     core_->metrics.rejections.with({"prefill_exhausted"}).inc();
     abort_decode_locked("no prefill instance accepted");
     if (client_started_) {
       writer_->write(protocol::error_sse_event(unavailable("no prefill instance accepted")));
       writer_->write(std::string(protocol::kSseDone));
+      finish_locked(200);
       writer_->end_stream();
-      return finish_locked(200);
+      return;
     }
     const int status = last_reject_status_ == 429 ? 429 : 503;
     std::string reason = last_reject_reason_.empty() ? "no_prefill_capacity" : last_reject_reason_;
@@ -378,7 +380,6 @@ class PdExchange : public std::enable_shared_from_this<PdExchange> {
     if (ev.event == pd::kEventAccepted) {
       if (!log_.prefill.empty() && log_.prefill != "-") return;
       log_.prefill = prefill_->config.name;
-      core_->metrics.forwards.observe(log_.forwards);
       if (group_->config.prefill_policy == PolicyKind::kPrefixAware) {
         record_prefix(*group_->routing, &GroupRouting::prefill_tree, info_.prompt, prefill_->id);
       }
@@ -454,8 +455,8 @@ class PdExchange : public std::enable_shared_from_this<PdExchange> {
     if (body.empty()) body = protocol::error_body(Status(code_from_http(status), "upstream error"));
     cancel_prefill_locked();
     if (decode_call_) abort_decode_locked("request failed");
-    writer_->send(status, "application/json", std::move(body), std::move(headers));
     finish_locked(status);
+    writer_->send(status, "application/json", std::move(body), std::move(headers));
   }
 
   void fail_locked(const Status& s) {
@@ -472,6 +473,7 @@ class PdExchange : public std::enable_shared_from_this<PdExchange> {
     if (finished_) return;
     finished_ = true;
     log_.status = status;
+    if (log_.forwards > 0) core_->metrics.forwards.observe(log_.forwards);
     finish_log(*core_, log_, config().access_log);
   }
 
