@@ -17,15 +17,6 @@ int missing(const std::string& cmd, const std::string& what) {
 }
 }  // namespace
 
-Run register_up(CLI::App& app) {
-  auto* cmd = app.add_subcommand("up", "Start a local cluster: instances, gateway, controller");
-  auto prefill = std::make_shared<int>(1);
-  auto decode = std::make_shared<int>(1);
-  cmd->add_option("--prefill", *prefill, "Prefill instances")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--decode", *decode, "Decode instances")->check(CLI::NonNegativeNumber);
-  return [] { return missing("up", "the local cluster (server, gateway and controller)"); };
-}
-
 Run register_bench(CLI::App& app) {
   auto* cmd = app.add_subcommand("bench", "Serving benchmark against an OpenAI-compatible URL");
   auto url = std::make_shared<std::string>();

@@ -69,6 +69,7 @@ Result<ChildProcess> ChildProcess::spawn(const ChildSpec& spec) {
       return unavailable("spawn: opening " + spec.log_path + ": " + std::strerror(errno));
     }
   }
+  const int stdout_fd = spec.stdout_fd;
   const pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) {
@@ -87,6 +88,7 @@ Result<ChildProcess> ChildProcess::spawn(const ChildSpec& spec) {
       dup2(log_fd, STDOUT_FILENO);
       dup2(log_fd, STDERR_FILENO);
     }
+    if (stdout_fd >= 0) dup2(stdout_fd, STDOUT_FILENO);
     int devnull = open("/dev/null", O_RDONLY);
     if (devnull >= 0) dup2(devnull, STDIN_FILENO);
     execve(argv[0], argv.data(), envp.data());

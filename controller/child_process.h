@@ -26,6 +26,7 @@ namespace baton::controller {
 struct ChildSpec {
   std::vector<std::string> argv;  // argv[0] is the program path (no PATH lookup)
   std::string log_path;           // stdout and stderr appended here; empty: inherited
+  int stdout_fd = -1;             // when >= 0, stdout goes here instead (e.g. a pipe)
   std::vector<std::string> env;   // extra NAME=value entries on top of ours
 };
 

@@ -476,7 +476,9 @@ std::string Controller::cluster_json(const ControllerView& view) {
               {"routable", s.health.routable()},
               {"changing_role", s.changing_role}};
     if (s.target) i["target"] = std::string(role_name(*s.target));
-    if (!s.health.last_error.empty()) i["last_error"] = s.health.last_error;
+    if (!s.health.routable() && !s.health.last_error.empty()) {
+      i["last_error"] = s.health.last_error;
+    }
     if (s.load) {
       Json l = {{"running", s.load->running},
                 {"waiting", s.load->waiting},

@@ -1,0 +1,500 @@
+// `baton up`: a local cluster in one command. Starts the instances (and the
+// gateway, when this build has one) as child processes on loopback, runs the
+// controller in this process, waits until everything is healthy with a
+// progress display, prints the endpoint and a ready-to-paste curl, restarts
+// a crashed child with backoff, and on Ctrl-C or SIGTERM stops it all.
+
+#include <netinet/in.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+#include "common/config.h"
+#include "common/logging.h"
+#include "controller/controller.h"
+#include "controller/membership.h"
+#include "controller/supervisor.h"
+#include "protocol/http_client.h"
+
+#ifndef BATON_DEFAULT_MODEL
+#define BATON_DEFAULT_MODEL "models/baton-tiny"
+#endif
+
+namespace baton::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace ctl = controller;
+using namespace std::chrono_literals;
+
+struct UpFlags {
+  std::string config;
+  int prefill = -1;
+  int decode = -1;
+  int mixed = -1;
+  std::string model = BATON_DEFAULT_MODEL;
+  int port = 8080;
+  int controller_port = 0;
+  std::string log_dir;
+  std::vector<std::string> serve_args;
+  std::string cluster_token;
+  bool no_controller = false;
+  bool no_ratio = false;
+  double ttft_slo_ms = 2000;
+  double tpot_slo_ms = 100;
+  int ready_timeout_s = 600;
+};
+
+// One child of the cluster and how to tell that it is up.
+struct Node {
+  std::string name;
+  std::string kind;  // "prefill", "decode", "mixed", "gateway"
+  uint16_t port = 0;
+  std::string log;
+  bool ready = false;
+  bool waiting_back = false;  // restarted, not yet healthy again
+};
+
+std::mutex out_mu;  // the terminal: the main thread and controller events
+
+void say(const std::string& line) {
+  std::lock_guard lock(out_mu);
+  std::cout << line << std::endl;
+}
+
+std::string self_path() {
+  std::error_code ec;
+  fs::path p = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string("baton") : p.string();
+}
+
+// Output of `<self> <args> --help`: how `up` learns what this build can do.
+std::string help_of(const std::string& self, const std::string& sub) {
+  std::string cmd = "'" + self + "' " + sub + " --help 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return {};
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  pclose(p);
+  return out;
+}
+
+Result<uint16_t> free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return unavailable("socket() failed");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+            getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
+  close(fd);
+  if (!ok) return unavailable("no free loopback port");
+  return ntohs(addr.sin_port);
+}
+
+bool port_free(uint16_t port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  close(fd);
+  return ok;
+}
+
+bool healthy(uint16_t port) {
+  auto r = protocol::http_request("127.0.0.1", port, "GET", "/health", "", {},
+                                  protocol::deadline_in(500ms));
+  return r.is_ok() && r->status == 200;
+}
+
+std::string random_token() {
+  std::random_device rd;
+  std::string t;
+  const char* hex = "0123456789abcdef";
+  for (int i = 0; i < 32; ++i) t += hex[rd() % 16];
+  return t;
+}
+
+// The cluster YAML: every key optional, flags win.
+//   model: models/baton-tiny
+//   prefill: 1
+//   decode: 1
+//   mixed: 0
+//   port: 8080
+//   serve_args: [--kv-cache-mb, "256"]
+//   controller: {port: 0, ttft_slo_ms: 2000, tpot_slo_ms: 100, adjust_ratio: true}
+Status apply_config(UpFlags& f, const CLI::App& cmd) {
+  if (f.config.empty()) return Status::ok();
+  BATON_ASSIGN_OR_RETURN(Config c, Config::load_file(f.config));
+  auto set_int = [&](const char* key, const char* flag, int& out) -> Status {
+    if (cmd.count(flag) > 0 || !c.has(key)) return Status::ok();
+    BATON_ASSIGN_OR_RETURN(int64_t v, c.get<int64_t>(key));
+    out = static_cast<int>(v);
+    return Status::ok();
+  };
+  BATON_RETURN_IF_ERROR(set_int("prefill", "--prefill", f.prefill));
+  BATON_RETURN_IF_ERROR(set_int("decode", "--decode", f.decode));
+  BATON_RETURN_IF_ERROR(set_int("mixed", "--mixed", f.mixed));
+  BATON_RETURN_IF_ERROR(set_int("port", "--port", f.port));
+  BATON_RETURN_IF_ERROR(set_int("controller.port", "--controller-port", f.controller_port));
+  if (cmd.count("--model") == 0 && c.has("model")) {
+    BATON_ASSIGN_OR_RETURN(f.model, c.get<std::string>("model"));
+  }
+  if (cmd.count("--serve-arg") == 0 && c.has("serve_args")) {
+    BATON_ASSIGN_OR_RETURN(f.serve_args, c.get<std::vector<std::string>>("serve_args"));
+  }
+  if (cmd.count("--ttft-slo-ms") == 0) {
+    BATON_ASSIGN_OR_RETURN(f.ttft_slo_ms,
+                           c.get_or<double>("controller.ttft_slo_ms", f.ttft_slo_ms));
+  }
+  if (cmd.count("--tpot-slo-ms") == 0) {
+    BATON_ASSIGN_OR_RETURN(f.tpot_slo_ms,
+                           c.get_or<double>("controller.tpot_slo_ms", f.tpot_slo_ms));
+  }
+  if (cmd.count("--no-ratio") == 0) {
+    BATON_ASSIGN_OR_RETURN(bool adjust, c.get_or<bool>("controller.adjust_ratio", true));
+    f.no_ratio = !adjust;
+  }
+  return Status::ok();
+}
+
+// The model name clients send: what the endpoint lists first.
+std::string served_model(uint16_t port, const std::string& model_dir) {
+  auto r = protocol::http_request("127.0.0.1", port, "GET", "/v1/models", "", {},
+                                  protocol::deadline_in(2s));
+  if (r.is_ok() && r->status == 200) {
+    auto j = nlohmann::json::parse(r->body, nullptr, false);
+    if (!j.is_discarded() && j.contains("data") && j["data"].is_array() && !j["data"].empty() &&
+        j["data"][0].contains("id") && j["data"][0]["id"].is_string()) {
+      return j["data"][0]["id"].get<std::string>();
+    }
+  }
+  return fs::path(model_dir).filename().string();
+}
+
+std::string progress_line(const std::vector<Node>& nodes, Clock::Duration elapsed) {
+  std::string line = "Starting:";
+  for (const Node& n : nodes) line += " " + n.name + (n.ready ? " ready" : " loading") + " ·";
+  line.pop_back();
+  line += "[" + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(elapsed).count()) +
+          "s]";
+  return line;
+}
+
+int run_up(UpFlags f, const CLI::App& cmd) {
+  if (Status s = apply_config(f, cmd); !s.is_ok()) {
+    std::cerr << "baton up: " << s.message() << "\n";
+    return kExitUsage;
+  }
+  const std::string self = self_path();
+  const bool have_pd = help_of(self, "serve").find("--cluster-token") != std::string::npos;
+  const bool have_gateway = help_of(self, "gateway").find("--upstream") != std::string::npos;
+  if (f.prefill < 0 && f.decode < 0 && f.mixed < 0) {
+    if (have_pd && have_gateway) {
+      f.prefill = f.decode = 1;
+    } else {
+      f.mixed = 1;
+    }
+  }
+  f.prefill = std::max(f.prefill, 0);
+  f.decode = std::max(f.decode, 0);
+  f.mixed = std::max(f.mixed, 0);
+  const bool pd = f.prefill + f.decode > 0;
+  if (f.prefill + f.decode + f.mixed == 0) {
+    std::cerr << "baton up: nothing to start (all instance counts are 0)\n";
+    return kExitUsage;
+  }
+  if (pd && (f.prefill == 0 || f.decode == 0)) {
+    std::cerr << "baton up: a disaggregated cluster needs at least one prefill and one decode "
+                 "instance\n";
+    return kExitUsage;
+  }
+  if (pd && !have_pd) {
+    std::cerr << "baton up: this build's `baton serve` has no prefill/decode roles yet; use "
+                 "--mixed N\n";
+    return kExitFailure;
+  }
+  if (pd && !have_gateway) {
+    std::cerr << "baton up: prefill/decode serving needs `baton gateway`, which is not part of "
+                 "this build yet; use --mixed N\n";
+    return kExitFailure;
+  }
+  const bool gateway = have_gateway;
+  if (gateway && !port_free(static_cast<uint16_t>(f.port))) {
+    std::cerr << "baton up: port " << f.port << " is in use; choose another with --port\n";
+    return kExitFailure;
+  }
+  if (f.log_dir.empty()) {
+    f.log_dir = (fs::temp_directory_path() / ("baton-up-" + std::to_string(getpid()))).string();
+  }
+  std::error_code ec;
+  fs::create_directories(f.log_dir, ec);
+  if (ec) {
+    std::cerr << "baton up: cannot create " << f.log_dir << ": " << ec.message() << "\n";
+    return kExitFailure;
+  }
+  if (f.cluster_token.empty()) f.cluster_token = random_token();
+
+  // The controller logs to a file; the terminal gets progress and events.
+  LogOptions log;
+  log.file = (fs::path(f.log_dir) / "controller.log").string();
+  if (Status s = init_logging(log); !s.is_ok()) {
+    std::cerr << "baton up: " << s.message() << "\n";
+    return kExitFailure;
+  }
+
+  // Signals arrive through a signalfd, blocked in every thread from here on.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  int sig_fd = signalfd(-1, &stop_signals, SFD_CLOEXEC);
+
+  std::vector<Node> nodes;
+  std::vector<ctl::Member> members;
+  ctl::Supervisor sup(ctl::RestartPolicy{});
+  auto add_instance = [&](const std::string& name, const std::string& role) -> Status {
+    BATON_ASSIGN_OR_RETURN(uint16_t port, free_port());
+    Node n{name, role, port, (fs::path(f.log_dir) / (name + ".log")).string()};
+    ctl::ChildSpec spec;
+    spec.argv = {self,     "serve",     "--model", f.model,
+                 "--host", "127.0.0.1", "--port",  std::to_string(port)};
+    if (role != "mixed" || have_pd) {
+      spec.argv.insert(spec.argv.end(), {"--role", role});
+    }
+    if (have_pd) spec.argv.insert(spec.argv.end(), {"--cluster-token", f.cluster_token});
+    spec.argv.insert(spec.argv.end(), f.serve_args.begin(), f.serve_args.end());
+    spec.log_path = n.log;
+    BATON_RETURN_IF_ERROR(sup.add(name, spec));
+    members.push_back(ctl::Member{name, "127.0.0.1", port, *ctl::parse_role(role), "default"});
+    nodes.push_back(std::move(n));
+    return Status::ok();
+  };
+  Status started;
+  for (int i = 0; i < f.prefill && started.is_ok(); ++i) {
+    started = add_instance("p" + std::to_string(i), "prefill");
+  }
+  for (int i = 0; i < f.decode && started.is_ok(); ++i) {
+    started = add_instance("d" + std::to_string(i), "decode");
+  }
+  for (int i = 0; i < f.mixed && started.is_ok(); ++i) {
+    started = add_instance("m" + std::to_string(i), "mixed");
+  }
+  if (started.is_ok() && gateway) {
+    Node g{"gateway", "gateway", static_cast<uint16_t>(f.port),
+           (fs::path(f.log_dir) / "gateway.log").string()};
+    ctl::ChildSpec spec;
+    spec.argv = {self, "gateway", "--host", "127.0.0.1", "--port", std::to_string(f.port)};
+    if (pd) spec.argv.insert(spec.argv.end(), {"--cluster-token", f.cluster_token});
+    for (const ctl::Member& m : members) {
+      std::string flag = m.role == ctl::Role::kPrefill  ? "--prefill"
+                         : m.role == ctl::Role::kDecode ? "--decode"
+                                                        : "--upstream";
+      spec.argv.insert(spec.argv.end(), {flag, "http://" + m.address()});
+    }
+    spec.log_path = g.log;
+    started = sup.add("gateway", spec);
+    nodes.push_back(std::move(g));
+  }
+  if (!started.is_ok()) {
+    std::cerr << "baton up: " << started.message() << "\n";
+    sup.stop_all(5s);
+    return kExitFailure;
+  }
+
+  const std::string shape =
+      pd ? std::to_string(f.prefill) + " prefill + " + std::to_string(f.decode) + " decode"
+         : std::to_string(f.mixed) + " mixed";
+  say("baton up: " + shape + (f.mixed > 0 && pd ? " + " + std::to_string(f.mixed) + " mixed" : "") +
+      " instance(s) of " + f.model + (gateway ? " behind the gateway" : "") + "; logs in " +
+      f.log_dir);
+
+  // The controller watches the instances from here on.
+  ctl::StaticMembership membership(members);
+  std::unique_ptr<ctl::Controller> controller;
+  bool print_events = false;
+  if (!f.no_controller) {
+    ctl::ControllerOptions o;
+    o.cluster_token = f.cluster_token;
+    o.adjust_ratio = pd && !f.no_ratio;
+    o.ratio.slo.ttft_s = f.ttft_slo_ms / 1000.0;
+    o.ratio.slo.tpot_s = f.tpot_slo_ms / 1000.0;
+    o.http->port = static_cast<uint16_t>(f.controller_port);
+    auto c = ctl::Controller::start(o, membership);
+    if (!c.is_ok()) {
+      std::cerr << "baton up: controller: " << c.status().message() << "\n";
+      sup.stop_all(5s);
+      return kExitFailure;
+    }
+    controller = std::move(*c);
+    controller->on_event([&print_events](const ctl::ControllerEvent& e) {
+      if (e.message.find("first successful probe") != std::string::npos) return;
+      std::lock_guard lock(out_mu);
+      if (print_events) std::cout << "controller: " << e.message << std::endl;
+    });
+  }
+
+  const bool tty = isatty(STDOUT_FILENO) != 0;
+  auto print_supervisor = [&](const std::vector<ctl::SupervisorEvent>& events) {
+    for (const auto& e : events) {
+      if (tty) std::cout << "\r\033[K";
+      say(e.message);
+      if (e.kind == ctl::SupervisorEvent::Kind::kRestarted) {
+        for (Node& n : nodes) {
+          if (n.name == e.name) n.waiting_back = true;
+        }
+      }
+    }
+  };
+  auto shutdown = [&](int code) {
+    {
+      std::lock_guard lock(out_mu);
+      print_events = false;
+      std::cout << (tty ? "\r\033[K" : "") << "Stopping..." << std::endl;
+    }
+    if (controller) controller->stop();
+    sup.stop_all(10s);
+    say("Stopped. Logs are in " + f.log_dir);
+    close(sig_fd);
+    return code;
+  };
+
+  // Wait until every child answers /health.
+  const auto t0 = SteadyClock::instance().now();
+  const auto ready_deadline = t0 + std::chrono::seconds(f.ready_timeout_s);
+  size_t ready = 0;
+  while (ready < nodes.size()) {
+    for (Node& n : nodes) {
+      if (!n.ready && healthy(n.port)) {
+        n.ready = true;
+        ++ready;
+        if (!tty) say(n.name + " ready (http://127.0.0.1:" + std::to_string(n.port) + ")");
+      }
+    }
+    if (tty) {
+      std::lock_guard lock(out_mu);
+      std::cout << "\r\033[K" << progress_line(nodes, SteadyClock::instance().now() - t0)
+                << std::flush;
+    }
+    if (ready == nodes.size()) break;
+    if (SteadyClock::instance().now() >= ready_deadline) {
+      if (tty) std::cout << "\n";
+      for (const Node& n : nodes) {
+        if (!n.ready)
+          say(n.name + " is not healthy after " + std::to_string(f.ready_timeout_s) + " s; see " +
+              n.log);
+      }
+      return shutdown(kExitFailure);
+    }
+    bool signalled = false;
+    print_supervisor(sup.poll(SteadyClock::instance().now() + 250ms, sig_fd, &signalled));
+    if (signalled) {
+      if (tty) std::cout << "\n";
+      return shutdown(kExitOk);
+    }
+  }
+  for (Node& n : nodes) n.waiting_back = false;
+
+  const uint16_t endpoint = gateway ? static_cast<uint16_t>(f.port) : nodes.front().port;
+  const std::string base = "http://127.0.0.1:" + std::to_string(endpoint);
+  {
+    std::lock_guard lock(out_mu);
+    if (tty) std::cout << "\r\033[K";
+    std::cout << "\nBaton is up: " << base << "/v1  (" << shape << ", ready in "
+              << std::chrono::duration_cast<std::chrono::seconds>(SteadyClock::instance().now() -
+                                                                  t0)
+                     .count()
+              << " s)\n";
+    for (const Node& n : nodes) {
+      auto st = sup.child(n.name);
+      std::cout << "  " << n.name << "  " << n.kind << "  http://127.0.0.1:" << n.port << "  pid "
+                << (st ? st->pid : -1) << "  log " << n.log << "\n";
+    }
+    if (controller) {
+      std::cout << "  controller  http://127.0.0.1:" << controller->port()
+                << "/cluster  (metrics at /metrics)\n";
+    }
+    if (!gateway && nodes.size() > 1) {
+      std::cout << "  (no gateway in this build: each instance serves on its own port)\n";
+    }
+    std::cout << "\nTry:\n  curl " << base
+              << "/v1/completions -H 'Content-Type: application/json' -d '{\"model\": \""
+              << served_model(endpoint, f.model)
+              << "\", \"prompt\": \"Hello\", \"max_tokens\": 16}'\n\nCtrl-C stops the cluster."
+              << std::endl;
+    print_events = true;
+  }
+
+  // Supervise until a stop signal.
+  while (true) {
+    bool signalled = false;
+    print_supervisor(sup.poll(SteadyClock::instance().now() + 1s, sig_fd, &signalled));
+    if (signalled) return shutdown(kExitOk);
+    for (Node& n : nodes) {
+      if (n.waiting_back && healthy(n.port)) {
+        n.waiting_back = false;
+        auto st = sup.child(n.name);
+        say(n.name + " is serving again (pid " + std::to_string(st ? st->pid : -1) +
+            ", http://127.0.0.1:" + std::to_string(n.port) + ")");
+      }
+    }
+  }
+}
+
+}  // namespace
+
+Run register_up(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "up", "Start a local cluster: instances, gateway and controller, on loopback");
+  auto f = std::make_shared<UpFlags>();
+  cmd->add_option("--config", f->config, "Cluster YAML (flags override it)");
+  cmd->add_option("--prefill", f->prefill, "Prefill instances")->check(CLI::Range(0, 64));
+  cmd->add_option("--decode", f->decode, "Decode instances")->check(CLI::Range(0, 64));
+  cmd->add_option("--mixed", f->mixed, "Mixed (aggregated) instances")->check(CLI::Range(0, 64));
+  cmd->add_option("--model", f->model, "Model directory or dummy:<preset>")->capture_default_str();
+  cmd->add_option("--port", f->port, "The endpoint's port (the gateway's)")
+      ->check(CLI::Range(1, 65535))
+      ->capture_default_str();
+  cmd->add_option("--controller-port", f->controller_port,
+                  "The controller's /metrics and /cluster port (0: any free port)")
+      ->check(CLI::Range(0, 65535));
+  cmd->add_option("--log-dir", f->log_dir, "Where children's logs go (default: a temp folder)");
+  cmd->add_option("--serve-arg", f->serve_args,
+                  "An extra argument for every `baton serve` (repeatable, e.g. "
+                  "--serve-arg=--kv-cache-mb --serve-arg=256)")
+      ->allow_extra_args(false);
+  cmd->add_option("--cluster-token", f->cluster_token,
+                  "Secret for the internal routes (default: a random one)");
+  cmd->add_flag("--no-controller", f->no_controller, "Run without the controller");
+  cmd->add_flag("--no-ratio", f->no_ratio, "The controller only advises on the P/D ratio");
+  cmd->add_option("--ttft-slo-ms", f->ttft_slo_ms, "TTFT target the controller keeps")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--tpot-slo-ms", f->tpot_slo_ms, "TPOT target the controller keeps")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--ready-timeout", f->ready_timeout_s, "Seconds to wait for health")
+      ->check(CLI::Range(1, 86400));
+  return [f, cmd] { return run_up(*f, *cmd); };
+}
+
+}  // namespace baton::cli

@@ -1,0 +1,171 @@
+// `baton up` as a user runs it: the real binary starting real instances (and
+// the gateway) on loopback. A crashed instance is restarted and serves again;
+// SIGTERM stops everything.
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <filesystem>
+#include <regex>
+#include <string>
+
+#include "controller/child_process.h"
+#include "protocol/http_client.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+using baton::SteadyClock;
+using baton::controller::ChildProcess;
+using baton::controller::ChildSpec;
+
+const std::string kBaton = std::string(BATON_BINARY_DIR) + "/cli/baton";
+
+// `baton up` with its stdout on a pipe that the test reads line by line.
+class Up {
+ public:
+  explicit Up(std::vector<std::string> args) {
+    int fds[2];
+    EXPECT_EQ(pipe2(fds, O_CLOEXEC), 0);
+    read_fd_ = fds[0];
+    ChildSpec spec;
+    spec.argv = {kBaton, "up"};
+    spec.argv.insert(spec.argv.end(), args.begin(), args.end());
+    spec.stdout_fd = fds[1];
+    auto p = ChildProcess::spawn(spec);
+    close(fds[1]);
+    EXPECT_TRUE(p.is_ok()) << p.status().to_string();
+    if (p.is_ok()) process_ = std::move(*p);
+  }
+  ~Up() {
+    process_.stop(10s);
+    close(read_fd_);
+  }
+
+  // Reads output until a line matches `re` (returns its match) or the
+  // deadline passes or the output ends (empty match).
+  std::smatch wait_for(const std::string& re, std::chrono::seconds timeout) {
+    const std::regex pattern(re);
+    auto deadline = SteadyClock::instance().now() + timeout;
+    while (true) {
+      size_t nl;
+      while ((nl = pending_.find('\n')) != std::string::npos) {
+        lines_.push_back(pending_.substr(0, nl));
+        pending_.erase(0, nl + 1);
+        std::smatch m;
+        if (std::regex_search(lines_.back(), m, pattern)) return m;
+      }
+      auto left = deadline - SteadyClock::instance().now();
+      if (left <= 0s) return {};
+      pollfd p{read_fd_, POLLIN, 0};
+      int n = ::poll(&p, 1,
+                     static_cast<int>(
+                         std::chrono::duration_cast<std::chrono::milliseconds>(left).count() + 1));
+      if (n <= 0) continue;
+      char buf[4096];
+      ssize_t got = read(read_fd_, buf, sizeof(buf));
+      if (got <= 0) return {};  // the output ended
+      pending_.append(buf, static_cast<size_t>(got));
+    }
+  }
+
+  std::string output() const {
+    std::string all;
+    for (const auto& l : lines_) all += l + "\n";
+    return all + pending_;
+  }
+  ChildProcess& process() { return process_; }
+
+ private:
+  ChildProcess process_;
+  int read_fd_ = -1;
+  std::string pending_;
+  std::vector<std::string> lines_;
+};
+
+uint16_t free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+baton::Result<baton::protocol::HttpResponse> complete(uint16_t port) {
+  return baton::protocol::http_request(
+      "127.0.0.1", port, "POST", "/v1/completions",
+      R"({"model": "baton-tiny", "prompt": "Hello", "max_tokens": 4})",
+      {{"Content-Type", "application/json"}}, baton::protocol::deadline_in(30s));
+}
+
+TEST(BatonUp, ACrashedInstanceIsRestartedAndServesAgain) {
+  fs::path logs = fs::temp_directory_path() / ("baton-up-test-" + std::to_string(getpid()));
+  const uint16_t port = free_port();
+  Up up({"--mixed", "1", "--port", std::to_string(port), "--log-dir", logs.string(),
+         "--serve-arg=--threads=1", "--serve-arg=--kv-cache-mb=64"});
+  auto endpoint = up.wait_for(R"(Baton is up: http://127\.0\.0\.1:(\d+)/v1)", 120s);
+  ASSERT_FALSE(endpoint.empty()) << up.output();
+  const uint16_t api = static_cast<uint16_t>(std::stoi(endpoint[1]));
+  auto instance = up.wait_for(R"(^  m0  mixed  http://127\.0\.0\.1:(\d+)  pid (\d+))", 5s);
+  ASSERT_FALSE(instance.empty()) << up.output();
+  const uint16_t m0_port = static_cast<uint16_t>(std::stoi(instance[1]));
+  const pid_t m0 = std::stoi(instance[2]);
+  ASSERT_FALSE(up.wait_for(R"(^  curl http://127\.0\.0\.1:\d+/v1/completions)", 5s).empty())
+      << up.output();
+  ASSERT_FALSE(up.wait_for("Ctrl-C stops the cluster", 5s).empty()) << up.output();
+
+  auto first = complete(api);
+  ASSERT_TRUE(first.is_ok()) << first.status().to_string();
+  EXPECT_EQ(first->status, 200) << first->body;
+
+  ASSERT_EQ(kill(m0, SIGKILL), 0);
+  ASSERT_FALSE(up.wait_for(R"(m0 \(pid \d+\) killed by signal 9)", 30s).empty()) << up.output();
+  auto back = up.wait_for(R"(m0 is serving again \(pid (\d+))", 120s);
+  ASSERT_FALSE(back.empty()) << up.output();
+  const pid_t m0_again = std::stoi(back[1]);
+  EXPECT_NE(m0_again, m0);
+
+  // The instance serves at once on its old port...
+  auto direct = complete(m0_port);
+  ASSERT_TRUE(direct.is_ok()) << direct.status().to_string();
+  EXPECT_EQ(direct->status, 200) << direct->body;
+  // ...and the endpoint too, once its router has seen the instance back
+  // (bounded: the waits between tries are waits on up's output).
+  int status = 0;
+  auto deadline = SteadyClock::instance().now() + 60s;
+  while (SteadyClock::instance().now() < deadline) {
+    auto r = complete(api);
+    status = r.is_ok() ? r->status : 0;
+    if (status == 200) break;
+    up.wait_for("^$never", 1s);
+  }
+  EXPECT_EQ(status, 200);
+
+  up.process().signal(SIGTERM);
+  ASSERT_TRUE(up.process().wait_until(SteadyClock::instance().now() + 60s)) << up.output();
+  EXPECT_EQ(baton::controller::describe_exit(up.process().wait_status()), "exited with code 0");
+  up.wait_for("^Stopped", 5s);
+  EXPECT_NE(up.output().find("Stopped."), std::string::npos) << up.output();
+  EXPECT_NE(kill(m0_again, 0), 0) << "the instance was stopped with the cluster";
+  EXPECT_EQ(errno, ESRCH);
+  fs::remove_all(logs);
+}
+
+TEST(BatonUp, RefusesAnImpossibleShape) {
+  Up up({"--prefill", "1", "--decode", "0"});
+  ASSERT_TRUE(up.process().wait_until(SteadyClock::instance().now() + 30s));
+  EXPECT_EQ(baton::controller::describe_exit(up.process().wait_status()), "exited with code 2");
+}
+
+}  // namespace
