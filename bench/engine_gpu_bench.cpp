@@ -1,12 +1,16 @@
 // GPU engine figures against the limits measured in the same run, on GPU 0.
 //
 //   engine_gpu_bench [--model dummy:llama-3.1-8b] [--decode-steps 64]
-//                    [--context 1024] [--prefill 8192] [--offline-requests 0]
-//                    [--input 1000] [--output 1000] [--max-num-seqs 256]
+//                    [--context 1024] [--prefill 8192] [--batch 256]
+//                    [--batch-context 1024] [--batch-steps 16]
+//                    [--offline-requests 0] [--input 1000] [--output 1000]
+//                    [--max-num-seqs 256]
 //
 // - Decode, batch 1: ms per token against its floor, the bytes a step must
 //   read (every weight except the embedding table, plus the KV of the whole
 //   context) over the device-to-device copy bandwidth measured here.
+// - Decode, batch --batch (model forward only, logits to the host): tokens/s
+//   against the floor of weights plus every sequence's KV.
 // - Prefill of one --prefill-token prompt: model FLOPs (2 per weight per
 //   token plus causal attention) over time, against the rate of a bf16
 //   8192x8192x8192 cuBLAS product through the backend, measured here.
@@ -64,8 +68,9 @@ double measure_matmul_rate(kernels::Backend& be, int64_t n) {
 }
 
 // Batch-1 products of the model's shapes through the backend: achieved
-// weight-read bandwidth of each (median of 50 after warm-up, rotated over
-// enough weight copies that none is found in L2).
+// weight-read bandwidth of each, from 64 products enqueued back to back over
+// enough weight copies that none is found in L2 (launch gaps included, as in
+// a decode step), after a warm-up.
 void report_decode_linears(kernels::Backend& be, const model::ModelConfig& c, double copy_bw) {
   struct Shape {
     const char* name;
@@ -73,8 +78,8 @@ void report_decode_linears(kernels::Backend& be, const model::ModelConfig& c, do
     DType out;
   };
   const int64_t h = c.hidden_size;
-  const Shape shapes[] = {{"q/o", c.q_size(), h, DType::kBF16},
-                          {"k/v", c.kv_size(), h, DType::kBF16},
+  const Shape shapes[] = {{"qkv (fused)", c.q_size() + 2 * c.kv_size(), h, DType::kBF16},
+                          {"o", h, c.q_size(), DType::kBF16},
                           {"gate_up", 2 * c.intermediate_size, h, DType::kBF16},
                           {"down", h, c.intermediate_size, DType::kBF16},
                           {"lm_head", c.vocab_size, h, DType::kF32}};
@@ -86,8 +91,9 @@ void report_decode_linears(kernels::Backend& be, const model::ModelConfig& c, do
     const int copies = static_cast<int>(std::max<size_t>(2, (size_t{256} << 20) / wbytes + 1));
     std::vector<kernels::DeviceBuffer> ws;
     std::vector<uint16_t> host(static_cast<size_t>(s.m * s.k));
-    for (size_t i = 0; i < host.size(); ++i)
-      host[i] = f32_to_bf16(((i * 2654435761u) % 1000) / 1e4f - 0.05f);
+    for (size_t i = 0; i < host.size(); ++i) {
+      host[i] = f32_to_bf16(static_cast<float>((i * 2654435761u) % 1000) / 1e4f - 0.05f);
+    }
     for (int i = 0; i < copies; ++i) {
       auto b = be.allocate(wbytes);
       if (!b.is_ok()) return;
@@ -96,25 +102,28 @@ void report_decode_linears(kernels::Backend& be, const model::ModelConfig& c, do
     }
     auto xb = be.allocate(static_cast<size_t>(s.k) * 2);
     auto ob = be.allocate(static_cast<size_t>(s.m) * 4);
+    if (!xb.is_ok() || !ob.is_ok()) return;
     (void)be.upload(host.data(), static_cast<size_t>(s.k) * 2, xb->data());
     kernels::Tensor x = xb->tensor(DType::kBF16, {1, s.k});
     kernels::Tensor o = ob->tensor(s.out, {1, s.m});
-    std::vector<double> times;
-    for (int r = 0; r < 60; ++r) {
-      kernels::Tensor w = ws[static_cast<size_t>(r % copies)].tensor(DType::kBF16, {s.m, s.k});
+    constexpr int kReps = 64;
+    double t = 0;
+    for (int pass = 0; pass < 2; ++pass) {  // the first pass warms up
       (void)be.synchronize();
       auto t0 = Clock::now();
-      be.linear(x, w, nullptr, o);
+      for (int r = 0; r < kReps; ++r) {
+        be.linear(x, ws[static_cast<size_t>(r % copies)].tensor(DType::kBF16, {s.m, s.k}), nullptr,
+                  o);
+      }
       (void)be.synchronize();
-      if (r >= 10) times.push_back(seconds_since(t0));
+      t = seconds_since(t0) / kReps;
     }
-    std::sort(times.begin(), times.end());
-    const double t = times[times.size() / 2];
     std::printf("| %s | %lld x %lld | %.1f | %.0f | %.0f%% |\n", s.name,
-                static_cast<long long>(s.m), static_cast<long long>(s.k), t * 1e6, wbytes / t / 1e9,
-                100.0 * wbytes / t / copy_bw);
+                static_cast<long long>(s.m), static_cast<long long>(s.k), t * 1e6,
+                static_cast<double>(wbytes) / t / 1e9,
+                100.0 * static_cast<double>(wbytes) / t / copy_bw);
   }
-  std::printf("(each includes one host synchronisation, a few microseconds)\n\n");
+  std::printf("\n");
 }
 
 struct Args {
@@ -126,6 +135,9 @@ struct Args {
   int input = 1000;
   int output = 1000;
   int max_num_seqs = 256;
+  int batch = 256;  // the batched decode case; 0 skips it
+  int batch_context = 1024;
+  int batch_steps = 16;
 };
 
 int run_offline(const Args& a, const model::ModelConfig& config) {
@@ -192,6 +204,9 @@ int main(int argc, char** argv) {
     if (k == "--input") a.input = std::stoi(v);
     if (k == "--output") a.output = std::stoi(v);
     if (k == "--max-num-seqs") a.max_num_seqs = std::stoi(v);
+    if (k == "--batch") a.batch = std::stoi(v);
+    if (k == "--batch-context") a.batch_context = std::stoi(v);
+    if (k == "--batch-steps") a.batch_steps = std::stoi(v);
   }
   auto gpus = kernels::cuda::list_gpus();
   if (!gpus.is_ok()) {
@@ -227,11 +242,13 @@ int main(int argc, char** argv) {
     engine::ModelOptions opts;
     opts.block_size = 16;
     opts.max_num_tokens = std::max(a.prefill, a.context);
-    opts.max_num_seqs = 8;
+    opts.max_num_seqs = std::max(8, a.batch);
     opts.kv_dtype = DType::kBF16;
     opts.max_model_len = std::max(a.prefill, a.context + a.decode_steps + 16);
+    // Sequence 0: batch-1 decode; 1: prefill; 2 ...: the batched decode.
     const int32_t blocks_per_seq = (opts.max_model_len + 15) / 16;
-    opts.num_blocks = 2 * blocks_per_seq;
+    const int32_t blocks_per_batch_seq = (a.batch_context + a.batch_steps + 16 + 15) / 16;
+    opts.num_blocks = 2 * blocks_per_seq + a.batch * blocks_per_batch_seq;
     auto m = engine::LlamaModel::create(be, *config, *weights, opts);
     if (!m.is_ok()) {
       std::fprintf(stderr, "%s\n", m.status().to_string().c_str());
@@ -248,23 +265,31 @@ int main(int argc, char** argv) {
     std::printf("model %s: %.2f B parameters, %.2f GB read per decode step; loaded in %.1f s\n\n",
                 a.spec.c_str(), params / 1e9, weight_bytes / 1e9, seconds_since(t_w));
 
-    std::vector<int32_t> table0(static_cast<size_t>(blocks_per_seq)), table1(table0.size());
-    for (int32_t b = 0; b < blocks_per_seq; ++b) {
-      table0[static_cast<size_t>(b)] = b;
-      table1[static_cast<size_t>(b)] = blocks_per_seq + b;
+    std::vector<std::vector<int32_t>> tables;
+    int32_t next_block = 0;
+    for (int i = 0; i < 2 + a.batch; ++i) {
+      const int32_t nb = i < 2 ? blocks_per_seq : blocks_per_batch_seq;
+      tables.emplace_back(static_cast<size_t>(nb));
+      for (auto& id : tables.back()) id = next_block++;
     }
     const auto vocab = static_cast<int32_t>(config->vocab_size);
-    auto fill = [&](engine::ForwardBatch& batch, const std::vector<int32_t>& table, int start,
-                    int count) {
-      batch.clear();
+    // Appends tokens [start, start + count) of sequence `seq` to the batch.
+    auto add = [&](engine::ForwardBatch& batch, int seq, int start, int count) {
+      const auto& table = tables[static_cast<size_t>(seq)];
+      const auto q_start = static_cast<int32_t>(batch.tokens.size());
       for (int i = 0; i < count; ++i) {
         const int p = start + i;
-        batch.tokens.push_back((p * 7919 + 13) % vocab);
+        batch.tokens.push_back((p * 7919 + seq * 131 + 13) % vocab);
         batch.positions.push_back(p);
         batch.slots.push_back(table[static_cast<size_t>(p / 16)] * 16 + p % 16);
       }
-      batch.seqs.push_back({0, count, start + count, table.data(), blocks_per_seq});
-      batch.logit_rows.push_back(count - 1);
+      batch.seqs.push_back(
+          {q_start, count, start + count, table.data(), static_cast<int32_t>(table.size())});
+      batch.logit_rows.push_back(q_start + count - 1);
+    };
+    auto fill = [&](engine::ForwardBatch& batch, int seq, int start, int count) {
+      batch.clear();
+      add(batch, seq, start, count);
     };
     std::vector<float> logits;
     engine::ForwardBatch b;
@@ -278,7 +303,7 @@ int main(int argc, char** argv) {
           2.0 * (params - static_cast<double>(config->vocab_size) * config->hidden_size) * T + attn;
       std::vector<double> times;
       for (int r = 0; r < 4; ++r) {
-        fill(b, table1, 0, a.prefill);
+        fill(b, 1, 0, a.prefill);
         auto t0 = Clock::now();
         Status st = model.forward(b, logits);
         if (!st.is_ok()) {
@@ -295,16 +320,16 @@ int main(int argc, char** argv) {
     }
     // Decode, batch 1, after a --context-token prompt.
     {
-      fill(b, table0, 0, a.context);
+      fill(b, 0, 0, a.context);
       if (!model.forward(b, logits).is_ok()) return 1;
       for (int w = 0; w < 3; ++w) {  // warm-up
-        fill(b, table0, a.context + w, 1);
+        fill(b, 0, a.context + w, 1);
         (void)model.forward(b, logits);
       }
       const int first = a.context + 3;
       std::vector<double> times;
       for (int s = 0; s < a.decode_steps; ++s) {
-        fill(b, table0, first + s, 1);
+        fill(b, 0, first + s, 1);
         auto t0 = Clock::now();
         if (!model.forward(b, logits).is_ok()) return 1;
         times.push_back(seconds_since(t0));
@@ -317,6 +342,39 @@ int main(int argc, char** argv) {
       std::printf(
           "| decode batch 1, context ~%.0f | %.2f ms/token (%.0f tokens/s) | %.2f ms | %.0f%% |\n",
           ctx, t * 1e3, 1 / t, floor * 1e3, 100.0 * floor / t);
+    }
+    // Decode, batch --batch, each sequence after a --batch-context prompt
+    // (prefilled --prefill tokens per call). Logits of every row come back
+    // to the host, as the engine needs them.
+    if (a.batch > 0) {
+      const int per_call = std::max(1, a.prefill / a.batch_context);
+      for (int s0 = 0; s0 < a.batch; s0 += per_call) {
+        b.clear();
+        for (int s = s0; s < std::min(a.batch, s0 + per_call); ++s)
+          add(b, 2 + s, 0, a.batch_context);
+        if (!model.forward(b, logits).is_ok()) return 1;
+      }
+      auto step = [&](int pos) {
+        b.clear();
+        for (int s = 0; s < a.batch; ++s) add(b, 2 + s, pos, 1);
+        return model.forward(b, logits).is_ok();
+      };
+      if (!step(a.batch_context)) return 1;  // warm-up
+      std::vector<double> times;
+      for (int i = 1; i <= a.batch_steps; ++i) {
+        auto t0 = Clock::now();
+        if (!step(a.batch_context + i)) return 1;
+        times.push_back(seconds_since(t0));
+      }
+      std::sort(times.begin(), times.end());
+      const double t = times[times.size() / 2];
+      const double ctx = a.batch_context + 1 + a.batch_steps / 2.0;
+      const double bytes =
+          weight_bytes + static_cast<double>(model.kv_bytes_per_token()) * ctx * a.batch;
+      const double floor = bytes / *bw;
+      std::printf(
+          "| decode batch %d, context ~%.0f | %.2f ms/step (%.0f tokens/s) | %.2f ms | %.0f%% |\n",
+          a.batch, ctx, t * 1e3, a.batch / t, floor * 1e3, 100.0 * floor / t);
     }
   }
   if (a.offline_requests > 0) return run_offline(a, *config);

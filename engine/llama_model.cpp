@@ -181,9 +181,14 @@ Status LlamaModel::load(const model::ModelWeights& w) {
     Layer& L = layers_[i];
     BATON_ASSIGN_OR_RETURN(L.input_norm, one(p + "input_layernorm.weight", true));
     BATON_ASSIGN_OR_RETURN(L.post_norm, one(p + "post_attention_layernorm.weight", true));
-    BATON_ASSIGN_OR_RETURN(L.q, one(p + "self_attn.q_proj.weight", false));
-    BATON_ASSIGN_OR_RETURN(L.k, one(p + "self_attn.k_proj.weight", false));
-    BATON_ASSIGN_OR_RETURN(L.v, one(p + "self_attn.v_proj.weight", false));
+    BATON_ASSIGN_OR_RETURN(const model::TensorRef* wq, get(p + "self_attn.q_proj.weight"));
+    BATON_ASSIGN_OR_RETURN(const model::TensorRef* wk, get(p + "self_attn.k_proj.weight"));
+    BATON_ASSIGN_OR_RETURN(const model::TensorRef* wv, get(p + "self_attn.v_proj.weight"));
+    BATON_ASSIGN_OR_RETURN(L.qkv, upload({wq, wk, wv}, false));
+    const int64_t qs = config_.q_size(), kvs = config_.kv_size();
+    L.q = L.qkv.slice_rows(0, qs);
+    L.k = L.qkv.slice_rows(qs, kvs);
+    L.v = L.qkv.slice_rows(qs + kvs, kvs);
     BATON_ASSIGN_OR_RETURN(L.o, one(p + "self_attn.o_proj.weight", false));
     BATON_ASSIGN_OR_RETURN(const model::TensorRef* gate, get(p + "mlp.gate_proj.weight"));
     BATON_ASSIGN_OR_RETURN(const model::TensorRef* up, get(p + "mlp.up_proj.weight"));
@@ -193,9 +198,13 @@ Status LlamaModel::load(const model::ModelWeights& w) {
     L.has_o_bias = config_.o_bias;
     L.has_mlp_bias = config_.mlp_bias;
     if (L.has_q_bias) {
-      BATON_ASSIGN_OR_RETURN(L.q_bias, one(p + "self_attn.q_proj.bias", true));
-      BATON_ASSIGN_OR_RETURN(L.k_bias, one(p + "self_attn.k_proj.bias", true));
-      BATON_ASSIGN_OR_RETURN(L.v_bias, one(p + "self_attn.v_proj.bias", true));
+      BATON_ASSIGN_OR_RETURN(const model::TensorRef* bq, get(p + "self_attn.q_proj.bias"));
+      BATON_ASSIGN_OR_RETURN(const model::TensorRef* bk, get(p + "self_attn.k_proj.bias"));
+      BATON_ASSIGN_OR_RETURN(const model::TensorRef* bv, get(p + "self_attn.v_proj.bias"));
+      BATON_ASSIGN_OR_RETURN(L.qkv_bias, upload({bq, bk, bv}, true));
+      L.q_bias = L.qkv_bias.slice_rows(0, qs);
+      L.k_bias = L.qkv_bias.slice_rows(qs, kvs);
+      L.v_bias = L.qkv_bias.slice_rows(qs + kvs, kvs);
     }
     if (L.has_o_bias) {
       BATON_ASSIGN_OR_RETURN(L.o_bias, one(p + "self_attn.o_proj.bias", true));
@@ -255,6 +264,7 @@ Status LlamaModel::allocate_runtime() {
   BATON_ASSIGN_OR_RETURN(act_, scratch(act, {T, config_.intermediate_size}));
   BATON_ASSIGN_OR_RETURN(last_, scratch(act, {S, H}));
   BATON_ASSIGN_OR_RETURN(logits_, scratch(DType::kF32, {S, config_.vocab_size}));
+  BATON_ASSIGN_OR_RETURN(qkv1_, scratch(act, {1, config_.q_size() + 2 * config_.kv_size()}));
   return Status::ok();
 }
 
@@ -397,9 +407,20 @@ Status LlamaModel::forward(const ForwardBatch& b, std::vector<float>& logits) {
   be.rms_norm(residual, layers_[0].input_norm, eps, normed);
   for (size_t l = 0; l < layers_.size(); ++l) {
     Layer& L = layers_[l];
-    be.linear(normed, L.q, L.has_q_bias ? &L.q_bias : nullptr, q);
-    be.linear(normed, L.k, L.has_q_bias ? &L.k_bias : nullptr, k);
-    be.linear(normed, L.v, L.has_q_bias ? &L.v_bias : nullptr, v);
+    if (n == 1) {
+      // One row: q, k and v lie back to back in the fused output.
+      be.linear(normed, L.qkv, L.has_q_bias ? &L.qkv_bias : nullptr, qkv1_);
+      const size_t es = dtype_size(qkv1_.dtype);
+      char* base = static_cast<char*>(qkv1_.data);
+      q = Tensor(base, qkv1_.dtype, {1, config_.q_size()});
+      k = Tensor(base + es * config_.q_size(), qkv1_.dtype, {1, config_.kv_size()});
+      v = Tensor(base + es * (config_.q_size() + config_.kv_size()), qkv1_.dtype,
+                 {1, config_.kv_size()});
+    } else {
+      be.linear(normed, L.q, L.has_q_bias ? &L.q_bias : nullptr, q);
+      be.linear(normed, L.k, L.has_q_bias ? &L.k_bias : nullptr, k);
+      be.linear(normed, L.v, L.has_q_bias ? &L.v_bias : nullptr, v);
+    }
     be.rope(q, k, pos, hd, rope_);
     be.kv_append(k, v, slots, L.cache);
     be.attention(q, L.cache, b.seqs, hq, scale, attn);

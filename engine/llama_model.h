@@ -102,8 +102,10 @@ class LlamaModel {
  private:
   struct Layer {
     kernels::Tensor input_norm, post_norm;
-    kernels::Tensor q, k, v, o, gate_up, down;
-    kernels::Tensor q_bias, k_bias, v_bias, o_bias, gate_up_bias, down_bias;
+    // qkv is q, k and v stacked by rows; q, k and v are views of it (and the
+    // biases likewise), so a one-token step reads all three in one product.
+    kernels::Tensor qkv, q, k, v, o, gate_up, down;
+    kernels::Tensor qkv_bias, q_bias, k_bias, v_bias, o_bias, gate_up_bias, down_bias;
     bool has_q_bias = false, has_o_bias = false, has_mlp_bias = false;
     kernels::KvCacheView cache;
   };
@@ -137,6 +139,7 @@ class LlamaModel {
   kernels::Tensor ids_, pos_, slots_, rows_;
   kernels::Tensor hidden_, residual_, normed_, q_, k_, v_, attn_, gate_up_, act_;
   kernels::Tensor last_, logits_;
+  kernels::Tensor qkv1_;  // [1, q + 2 kv]: the fused projection of a one-token step
 };
 
 }  // namespace baton::engine

@@ -61,29 +61,66 @@ __global__ void attn_rows_kernel(const T* __restrict__ q, const C* __restrict__ 
   for (int i = 0; i < kMaxAcc; ++i) acc[i] = 0.0f;
   const float* qh = q_s + warp * hd;
 
+  __shared__ int64_t slot_s[kRowTile];
+  const bool vec = sizeof(C) == 2 && hd % 8 == 0;  // 16-byte loads of 8 elements
   for (int tile = t0; tile < t1; tile += kRowTile) {
     __syncthreads();  // q_s written / previous tile consumed
     const int n = min(kRowTile, t1 - tile);
-    for (int i = threadIdx.x; i < kRowTile * hd; i += blockDim.x) {
-      const int t = i / hd, d = i - t * hd;
-      float kv = 0.0f, vv = 0.0f;
-      if (t < n) {
-        const int tok = tile + t;
-        const int64_t slot = static_cast<int64_t>(table[tok / bs]) * bs + tok % bs;
-        const int64_t off = (slot * hk + kvh) * hd + d;
-        kv = to_f(kc[off]);
-        vv = to_f(vc[off]);
+    if (threadIdx.x < kRowTile) {
+      const int tok = tile + threadIdx.x;
+      slot_s[threadIdx.x] =
+          threadIdx.x < n ? static_cast<int64_t>(table[tok / bs]) * bs + tok % bs : -1;
+    }
+    __syncthreads();
+    // Tokens past the range are zero-filled, so every lane reads defined data.
+    if (vec) {
+      const int vecs = hd / 8;
+#pragma unroll 4
+      for (int i = threadIdx.x; i < kRowTile * vecs; i += blockDim.x) {
+        const int t = i / vecs, d = (i - t * vecs) * 8;
+        const int64_t slot = slot_s[t];
+        uint4 kr = make_uint4(0, 0, 0, 0), vr = kr;
+        if (slot >= 0) {
+          const int64_t off = (slot * hk + kvh) * hd + d;
+          kr = *reinterpret_cast<const uint4*>(kc + off);
+          vr = *reinterpret_cast<const uint4*>(vc + off);
+        }
+        const C* ke = reinterpret_cast<const C*>(&kr);
+        const C* ve = reinterpret_cast<const C*>(&vr);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          k_s[t * ld + d + j] = to_f(ke[j]);
+          v_s[t * ld + d + j] = to_f(ve[j]);
+        }
       }
-      k_s[t * ld + d] = kv;
-      v_s[t * ld + d] = vv;
+    } else {
+      for (int i = threadIdx.x; i < kRowTile * hd; i += blockDim.x) {
+        const int t = i / hd, d = i - t * hd;
+        const int64_t slot = slot_s[t];
+        float kv = 0.0f, vv = 0.0f;
+        if (slot >= 0) {
+          const int64_t off = (slot * hk + kvh) * hd + d;
+          kv = to_f(kc[off]);
+          vv = to_f(vc[off]);
+        }
+        k_s[t * ld + d] = kv;
+        v_s[t * ld + d] = vv;
+      }
     }
     __syncthreads();
     float s = -INFINITY;
     if (lane < n) {
       const float* kr = k_s + lane * ld;
-      float dot = 0.0f;
-      for (int d = 0; d < hd; ++d) dot += qh[d] * kr[d];
-      s = dot;
+      float p0 = 0.0f, p1 = 0.0f, p2 = 0.0f, p3 = 0.0f;  // four chains, not one
+      int d = 0;
+      for (; d + 4 <= hd; d += 4) {
+        p0 = fmaf(qh[d], kr[d], p0);
+        p1 = fmaf(qh[d + 1], kr[d + 1], p1);
+        p2 = fmaf(qh[d + 2], kr[d + 2], p2);
+        p3 = fmaf(qh[d + 3], kr[d + 3], p3);
+      }
+      for (; d < hd; ++d) p0 = fmaf(qh[d], kr[d], p0);
+      s = (p0 + p1) + (p2 + p3);
     }
     const float nm = fmaxf(m, warp_max(s));  // finite: n >= 1
     const float p = lane < n ? exp2f(s - nm) : 0.0f;

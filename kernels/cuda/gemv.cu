@@ -2,7 +2,7 @@
 // n <= kGemvMaxRows, bf16 x and w, f32 accumulation. Such products read each
 // weight once and do little arithmetic, so their speed is the rate at which
 // the weights stream from memory: one warp per weight row, 16-byte loads that
-// bypass L1, four of them in flight per lane, and every x row (a few KiB, an
+// bypass L1, eight of them in flight per lane, and every x row (a few KiB, an
 // L1/L2 hit) applied to each loaded chunk.
 
 #include "kernels/cuda/common.cuh"
@@ -12,7 +12,7 @@ namespace baton::kernels::cuda {
 namespace {
 
 constexpr int kWarps = 8;
-constexpr int kUnroll = 4;
+constexpr int kUnroll = 8;
 
 __device__ __forceinline__ uint4 load_stream(const uint4* p) {
   uint4 r;
