@@ -93,6 +93,9 @@ Result<std::unique_ptr<LlamaModel>> LlamaModel::create(kernels::Backend& backend
   std::unique_ptr<LlamaModel> m(new LlamaModel(backend, config, opts));
   BATON_RETURN_IF_ERROR(m->load(weights));
   BATON_RETURN_IF_ERROR(m->allocate_runtime());
+#if BATON_HAVE_CUDA
+  if (opts.cuda_graphs) m->graphs_ = kernels::cuda::step_graphs(backend);
+#endif
   return m;
 }
 
@@ -382,17 +385,35 @@ Status LlamaModel::validate(const ForwardBatch& b) const {
 
 Status LlamaModel::forward(const ForwardBatch& b, std::vector<float>& logits) {
   BATON_RETURN_IF_ERROR(validate(b));
+  if (graphs_ != nullptr) {
+    BATON_ASSIGN_OR_RETURN(bool done, forward_graph(b, logits));
+    if (done) return Status::ok();
+  }
   const int64_t n = static_cast<int64_t>(b.tokens.size());
   const int64_t r = static_cast<int64_t>(b.logit_rows.size());
   auto& be = backend_;
+  BATON_RETURN_IF_ERROR(be.upload(b.tokens.data(), n * 4, ids_.data));
+  BATON_RETURN_IF_ERROR(be.upload(b.positions.data(), n * 4, pos_.data));
+  BATON_RETURN_IF_ERROR(be.upload(b.slots.data(), n * 4, slots_.data));
+  enqueue_layers(n, b.seqs);
 
+  logits.resize(static_cast<size_t>(r * config_.vocab_size));
+  if (r == 0) return be.synchronize();
+  Tensor rows = rows_.slice_rows(0, r);
+  BATON_RETURN_IF_ERROR(be.upload(b.logit_rows.data(), r * 4, rows.data));
+  Tensor last = last_.slice_rows(0, r);
+  Tensor out = logits_.slice_rows(0, r);
+  be.gather_rows(normed_.slice_rows(0, n), rows, last);
+  be.linear(last, lm_head_, nullptr, out);
+  BATON_RETURN_IF_ERROR(be.download(out.data, out.bytes(), logits.data()));
+  return be.synchronize();
+}
+
+void LlamaModel::enqueue_layers(int64_t n, const std::vector<kernels::AttentionSeq>& seqs) {
+  auto& be = backend_;
   Tensor ids = ids_.slice_rows(0, n);
   Tensor pos = pos_.slice_rows(0, n);
   Tensor slots = slots_.slice_rows(0, n);
-  BATON_RETURN_IF_ERROR(be.upload(b.tokens.data(), n * 4, ids.data));
-  BATON_RETURN_IF_ERROR(be.upload(b.positions.data(), n * 4, pos.data));
-  BATON_RETURN_IF_ERROR(be.upload(b.slots.data(), n * 4, slots.data));
-
   Tensor hidden = hidden_.slice_rows(0, n), residual = residual_.slice_rows(0, n);
   Tensor normed = normed_.slice_rows(0, n);
   Tensor q = q_.slice_rows(0, n), k = k_.slice_rows(0, n), v = v_.slice_rows(0, n);
@@ -423,7 +444,7 @@ Status LlamaModel::forward(const ForwardBatch& b, std::vector<float>& logits) {
     }
     be.rope(q, k, pos, hd, rope_);
     be.kv_append(k, v, slots, L.cache);
-    be.attention(q, L.cache, b.seqs, hq, scale, attn);
+    be.attention(q, L.cache, seqs, hq, scale, attn);
     be.linear(attn, L.o, L.has_o_bias ? &L.o_bias : nullptr, hidden);
     be.add_rms_norm(residual, hidden, L.post_norm, eps, normed);
     be.linear(normed, L.gate_up, L.has_mlp_bias ? &L.gate_up_bias : nullptr, gate_up);
@@ -432,17 +453,68 @@ Status LlamaModel::forward(const ForwardBatch& b, std::vector<float>& logits) {
     const Tensor& next_norm = l + 1 < layers_.size() ? layers_[l + 1].input_norm : final_norm_;
     be.add_rms_norm(residual, hidden, next_norm, eps, normed);
   }
+}
 
-  logits.resize(static_cast<size_t>(r * config_.vocab_size));
-  if (r == 0) return be.synchronize();
-  Tensor rows = rows_.slice_rows(0, r);
-  BATON_RETURN_IF_ERROR(be.upload(b.logit_rows.data(), r * 4, rows.data));
-  Tensor last = last_.slice_rows(0, r);
-  Tensor out = logits_.slice_rows(0, r);
-  be.gather_rows(normed, rows, last);
-  be.linear(last, lm_head_, nullptr, out);
-  BATON_RETURN_IF_ERROR(be.download(out.data, out.bytes(), logits.data()));
-  return be.synchronize();
+namespace {
+// Decode batches are padded up to one of these sizes, one graph each.
+constexpr int64_t kGraphBuckets[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
+// Padding rows attend to the first token of block 0 and write no KV.
+constexpr int32_t kPadTable[1] = {0};
+}  // namespace
+
+Result<bool> LlamaModel::forward_graph(const ForwardBatch& b, std::vector<float>& logits) {
+  const auto n = static_cast<int64_t>(b.tokens.size());
+  // Decode steps only: one token per sequence, logits of every row in order.
+  if (b.seqs.size() != static_cast<size_t>(n) || b.logit_rows.size() != static_cast<size_t>(n)) {
+    return false;
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    if (b.seqs[static_cast<size_t>(i)].q_len != 1 || b.logit_rows[static_cast<size_t>(i)] != i) {
+      return false;
+    }
+  }
+  int64_t padded = 0;
+  for (int64_t size : kGraphBuckets) {
+    if (size >= n) {
+      padded = size;
+      break;
+    }
+  }
+  if (padded == 0 || padded > options_.max_num_tokens || padded > options_.max_num_seqs) {
+    return false;
+  }
+  graph_seqs_.assign(b.seqs.begin(), b.seqs.end());
+  graph_inputs_.assign(3 * static_cast<size_t>(padded), 0);
+  int32_t* tok = graph_inputs_.data();
+  int32_t* pos = tok + padded;
+  int32_t* slot = pos + padded;
+  for (int64_t i = 0; i < padded; ++i) {
+    const bool real = i < n;
+    tok[i] = real ? b.tokens[static_cast<size_t>(i)] : 0;
+    pos[i] = real ? b.positions[static_cast<size_t>(i)] : 0;
+    slot[i] = real ? b.slots[static_cast<size_t>(i)] : -1;
+    if (!real) graph_seqs_.push_back({static_cast<int32_t>(i), 1, 1, kPadTable, 1});
+  }
+  auto& be = backend_;
+  BATON_RETURN_IF_ERROR(be.upload(tok, padded * 4, ids_.data));
+  BATON_RETURN_IF_ERROR(be.upload(pos, padded * 4, pos_.data));
+  BATON_RETURN_IF_ERROR(be.upload(slot, padded * 4, slots_.data));
+  const auto key = static_cast<uint64_t>(padded);
+  Tensor out = logits_.slice_rows(0, padded);
+  if (!graphs_->has_graph(key)) {
+    BATON_RETURN_IF_ERROR(graphs_->begin_capture(key));
+    enqueue_layers(padded, graph_seqs_);
+    be.linear(normed_.slice_rows(0, padded), lm_head_, nullptr, out);
+    BATON_RETURN_IF_ERROR(graphs_->end_capture());
+  }
+  BATON_ASSIGN_OR_RETURN(bool replayed, graphs_->replay(key, graph_seqs_));
+  if (!replayed) return false;
+  ++graph_replays_;
+  logits.resize(static_cast<size_t>(n * config_.vocab_size));
+  BATON_RETURN_IF_ERROR(
+      be.download(out.data, static_cast<size_t>(n * config_.vocab_size) * 4, logits.data()));
+  BATON_RETURN_IF_ERROR(be.synchronize());
+  return true;
 }
 
 size_t LlamaModel::kv_bytes_per_token() const {

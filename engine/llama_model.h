@@ -23,6 +23,10 @@
 #include "model/model_config.h"
 #include "model/weights.h"
 
+namespace baton::kernels::cuda {
+class StepGraphs;
+}  // namespace baton::kernels::cuda
+
 namespace baton::engine {
 
 struct ModelOptions {
@@ -32,6 +36,9 @@ struct ModelOptions {
   int32_t block_size = 16;        // tokens per KV block
   int32_t max_model_len = 0;      // longest context (positions); 0: the config's
   DType kv_dtype = DType::kF32;   // KV cache element type
+  // Decode steps (one token per sequence, up to 256 sequences) replay a
+  // captured graph per padded batch size where the backend has graphs.
+  bool cuda_graphs = true;
 };
 
 struct ForwardBatch {
@@ -87,6 +94,8 @@ class LlamaModel {
   const ModelOptions& options() const { return options_; }
   int32_t vocab_size() const { return static_cast<int32_t>(config_.vocab_size); }
   kernels::Backend& backend() { return backend_; }
+  // Forward calls served by replaying a captured decode-step graph.
+  int64_t graph_replays() const { return graph_replays_; }
 
   // KV of `num_tokens` tokens from token `first_token` of a sequence whose
   // blocks are `block_table`, for all layers, to or from one contiguous host
@@ -125,6 +134,12 @@ class LlamaModel {
   Result<kernels::Tensor> upload(const std::vector<const model::TensorRef*>& parts, bool to_f32);
   Result<kernels::Tensor> scratch(DType dtype, std::initializer_list<int64_t> dims);
   Status validate(const ForwardBatch& batch) const;
+  // Enqueues embedding through the final norm for rows [0, n) (inputs
+  // already uploaded); the result is in normed_.
+  void enqueue_layers(int64_t n, const std::vector<kernels::AttentionSeq>& seqs);
+  // A decode batch as a graph replay (captured on the first batch of its
+  // padded size); false when the batch does not qualify.
+  Result<bool> forward_graph(const ForwardBatch& batch, std::vector<float>& logits);
 
   kernels::Backend& backend_;
   model::ModelConfig config_;
@@ -140,6 +155,11 @@ class LlamaModel {
   kernels::Tensor hidden_, residual_, normed_, q_, k_, v_, attn_, gate_up_, act_;
   kernels::Tensor last_, logits_;
   kernels::Tensor qkv1_;  // [1, q + 2 kv]: the fused projection of a one-token step
+
+  kernels::cuda::StepGraphs* graphs_ = nullptr;  // null: no graphs on this backend
+  int64_t graph_replays_ = 0;
+  std::vector<kernels::AttentionSeq> graph_seqs_;  // the padded batch of a replay
+  std::vector<int32_t> graph_inputs_;
 };
 
 }  // namespace baton::engine

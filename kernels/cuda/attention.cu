@@ -36,7 +36,8 @@ __global__ void attn_rows_kernel(const T* __restrict__ q, const C* __restrict__ 
                                  const C* __restrict__ vc, T* __restrict__ out,
                                  float* __restrict__ part, const int4* __restrict__ items,
                                  const int32_t* __restrict__ tables, int hq, int hk, int hd, int bs,
-                                 float scale_log2, int split_len, int num_splits) {
+                                 float scale_log2, int split_len,
+                                 const int32_t* __restrict__ split_len_dev, int num_splits) {
   extern __shared__ float sm[];
   const int G = hq / hk;
   const int ld = hd + 1;  // odd stride: lanes reading different tokens hit different banks
@@ -53,6 +54,7 @@ __global__ void attn_rows_kernel(const T* __restrict__ q, const C* __restrict__ 
   const T* qrow = q + static_cast<int64_t>(row) * hq * hd + static_cast<int64_t>(kvh) * G * hd;
   for (int i = threadIdx.x; i < G * hd; i += blockDim.x) q_s[i] = to_f(qrow[i]) * scale_log2;
 
+  if (split_len_dev != nullptr) split_len = *split_len_dev;  // a replayed graph's plan
   const int t0 = split * split_len;
   const int t1 = min(ctx, t0 + split_len);
   float m = -INFINITY, l = 0.0f;
@@ -475,7 +477,8 @@ void launch_attention(const Tensor& q, const KvCacheView& cache, const Attention
       }
       attn_rows_kernel<T, C><<<grid, G * 32, smem, s>>>(
           q.as<T>(), cache.k.as<C>(), cache.v.as<C>(), out.as<T>(), plan.partials, plan.items,
-          plan.tables, hq, hk, hd, cache.block_size, scale_log2, plan.split_len, plan.num_splits);
+          plan.tables, hq, hk, hd, cache.block_size, scale_log2, plan.split_len, plan.split_len_dev,
+          plan.num_splits);
       BATON_CUDA_LAUNCH_CHECK();
       if (plan.num_splits > 1) {
         attn_combine_kernel<T><<<dim3(plan.num_items, hq), 128, 0, s>>>(

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "kernels/cuda/common.cuh"
@@ -55,11 +56,16 @@ class GrowBuffer {
   size_t bytes_ = 0;
 };
 
-class CudaBackend final : public Backend {
+class CudaBackend final : public Backend, public StepGraphs {
  public:
   CudaBackend(const CudaBackendOptions& o, int num_sms) : opts_(o), num_sms_(num_sms) {}
   ~CudaBackend() override {
     if (stream_) cudaStreamSynchronize(stream_);
+    for (auto& [key, g] : graphs_) {
+      if (g.exec) cudaGraphExecDestroy(g.exec);
+      if (g.plan) cudaFree(g.plan);
+      if (g.partials) cudaFree(g.partials);
+    }
     if (cublas_) cublasDestroy(cublas_);
     if (cublas_ws_) cudaFree(cublas_ws_);
     if (staging_) cudaFreeHost(staging_);
@@ -244,6 +250,10 @@ class CudaBackend final : public Backend {
     BATON_CHECK(out.rows() == q.rows());
     const int64_t cache_blocks =
         cache.k.numel() / (static_cast<int64_t>(cache.block_size) * hk * hd);
+    if (capturing_ != nullptr) {
+      attention_captured(q, cache, seqs, hq, scale, out, cache_blocks);
+      return;
+    }
     const bool tiled_ok = tiled_prefill_supported(q.dtype, cache.k.dtype, hd);
 
     // Host side of the plan: row items, tiled sequences, block tables.
@@ -306,6 +316,85 @@ class CudaBackend final : public Backend {
     launch_attention(q, cache, plan, hq, scale, out, stream_);
   }
 
+  // ---- StepGraphs ------------------------------------------------------------
+  bool has_graph(uint64_t key) const override {
+    auto it = graphs_.find(key);
+    return it != graphs_.end() && it->second.exec != nullptr;
+  }
+
+  Status begin_capture(uint64_t key) override {
+    bind();
+    BATON_CHECK_MSG(capturing_ == nullptr, "begin_capture while capturing");
+    Graph& g = graphs_[key];
+    BATON_CHECK_MSG(g.exec == nullptr, "begin_capture: the key already has a graph");
+    capturing_ = &g;
+    capturing_key_ = key;
+    // Relaxed: the first captured attention allocates the graph's buffers.
+    return cuda_error(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed),
+                      "cudaStreamBeginCapture");
+  }
+
+  Status end_capture() override {
+    bind();
+    BATON_CHECK_MSG(capturing_ != nullptr, "end_capture without begin_capture");
+    Graph& g = *capturing_;
+    capturing_ = nullptr;
+    cudaGraph_t graph = nullptr;
+    Status st = cuda_error(cudaStreamEndCapture(stream_, &graph), "cudaStreamEndCapture");
+    if (st.is_ok()) {
+      st = cuda_error(cudaGraphInstantiate(&g.exec, graph, 0), "cudaGraphInstantiate");
+    }
+    if (graph) cudaGraphDestroy(graph);
+    if (st.is_ok() && g.plan == nullptr) st = internal_error("captured step has no attention");
+    if (!st.is_ok()) {
+      if (g.exec) cudaGraphExecDestroy(g.exec);
+      if (g.plan) cudaFree(g.plan);
+      if (g.partials) cudaFree(g.partials);
+      graphs_.erase(capturing_key_);
+      cudaGetLastError();
+    }
+    return st;
+  }
+
+  Result<bool> replay(uint64_t key, const std::vector<AttentionSeq>& seqs) override {
+    bind();
+    auto it = graphs_.find(key);
+    if (it == graphs_.end() || it->second.exec == nullptr) return false;
+    Graph& g = it->second;
+    if (static_cast<int32_t>(seqs.size()) != g.num_items) return false;
+    // Layout: {split_len, 0, 0, 0}, items [num_items] int4, block tables.
+    plan_host_.assign(4 + 4 * seqs.size(), 0);
+    int32_t max_ctx = 1;
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      const AttentionSeq& sq = seqs[i];
+      BATON_CHECK_MSG(sq.q_len == 1 && sq.q_start == static_cast<int32_t>(i),
+                      "graph replay: decode sequences only, sequence i on row i");
+      const int32_t used = (sq.context_len + g.block_size - 1) / g.block_size;
+      BATON_CHECK(sq.num_blocks >= used);
+      const auto off = static_cast<int32_t>(plan_host_.size() - 4 - 4 * seqs.size());
+      for (int32_t b = 0; b < used; ++b) {
+        BATON_CHECK(sq.block_table[b] >= 0 && sq.block_table[b] < g.cache_blocks);
+        plan_host_.push_back(sq.block_table[b]);
+      }
+      int32_t* item = plan_host_.data() + 4 + 4 * i;
+      item[0] = 0;
+      item[1] = static_cast<int32_t>(i);
+      item[2] = sq.context_len;
+      item[3] = off;
+      max_ctx = std::max(max_ctx, sq.context_len);
+    }
+    if (plan_host_.size() * 4 > g.plan_bytes) return false;
+    const int32_t len = (max_ctx + g.num_splits - 1) / g.num_splits;
+    plan_host_[0] = std::max<int32_t>(32, (len + 31) / 32 * 32);
+    const size_t bytes = plan_host_.size() * 4;
+    BATON_RETURN_IF_ERROR(cuda_error(cudaMemcpyAsync(g.plan, stage(plan_host_.data(), bytes), bytes,
+                                                     cudaMemcpyHostToDevice, stream_),
+                                     "graph plan upload"));
+    plan_last_.clear();  // plan_host_ now holds a graph plan, not the eager one
+    BATON_RETURN_IF_ERROR(cuda_error(cudaGraphLaunch(g.exec, stream_), "cudaGraphLaunch"));
+    return true;
+  }
+
   void kv_gather(const KvCacheView& cache, const int32_t* block_table, int32_t first_token,
                  int32_t num_tokens, Tensor& k_out, Tensor& v_out) override {
     kv_copy(cache, block_table, first_token, num_tokens, k_out, v_out, false);
@@ -317,6 +406,59 @@ class CudaBackend final : public Backend {
 
  private:
   DType act() const { return opts_.activation_dtype; }
+
+  // A captured decode step and the device buffers its attention reads.
+  struct Graph {
+    cudaGraphExec_t exec = nullptr;
+    int32_t* plan = nullptr;  // header, items, block tables (see replay)
+    size_t plan_bytes = 0;
+    float* partials = nullptr;
+    int32_t num_items = 0;
+    int32_t num_splits = 1;
+    int32_t block_size = 0;
+    int64_t cache_blocks = 0;
+  };
+
+  // attention() while capturing: kernels that read the graph's plan buffer,
+  // with the splits that the longest context the pool can hold would need.
+  void attention_captured(const Tensor& q, const KvCacheView& cache,
+                          const std::vector<AttentionSeq>& seqs, int32_t hq, float scale,
+                          Tensor& out, int64_t cache_blocks) {
+    Graph& g = *capturing_;
+    const auto n = static_cast<int32_t>(seqs.size());
+    for (int32_t i = 0; i < n; ++i) {
+      const AttentionSeq& sq = seqs[static_cast<size_t>(i)];
+      BATON_CHECK_MSG(sq.q_len == 1 && sq.q_start == i,
+                      "graph capture: decode sequences only, sequence i on row i");
+    }
+    if (g.plan == nullptr) {  // the first layer sizes the buffers
+      g.num_items = n;
+      g.block_size = cache.block_size;
+      g.cache_blocks = cache_blocks;
+      int32_t unused = 0;
+      const auto pool_tokens =
+          static_cast<int32_t>(std::min<int64_t>(cache_blocks * cache.block_size, 1 << 30));
+      g.num_splits = attention_splits(n, cache.num_kv_heads, pool_tokens, num_sms_, &unused);
+      g.plan_bytes = 4 * (4 + 4 * static_cast<size_t>(n) +
+                          static_cast<size_t>(n) * static_cast<size_t>(cache_blocks));
+      const size_t pf = attention_partial_floats(n, hq, cache.head_dim, g.num_splits);
+      BATON_CHECK_MSG(cudaMalloc(&g.plan, g.plan_bytes) == cudaSuccess,
+                      "graph capture: out of device memory for the plan");
+      if (pf > 0) {
+        BATON_CHECK_MSG(cudaMalloc(&g.partials, pf * 4) == cudaSuccess,
+                        "graph capture: out of device memory for split-K partials");
+      }
+    }
+    BATON_CHECK(g.num_items == n);
+    AttentionPlan plan;
+    plan.items = reinterpret_cast<const int4*>(g.plan + 4);
+    plan.num_items = n;
+    plan.tables = g.plan + 4 + 4 * static_cast<size_t>(n);
+    plan.num_splits = g.num_splits;
+    plan.split_len_dev = g.plan;
+    plan.partials = g.partials;
+    launch_attention(q, cache, plan, hq, scale, out, stream_);
+  }
 
   // Makes the backend's device current on the calling thread (the engine
   // thread need not be the one that made the backend).
@@ -391,6 +533,9 @@ class CudaBackend final : public Backend {
   std::vector<int32_t> plan_host_, plan_last_;
   const int32_t* plan_dev_last_ = nullptr;
   std::vector<int4> items_, tiled_;
+  std::unordered_map<uint64_t, Graph> graphs_;
+  Graph* capturing_ = nullptr;
+  uint64_t capturing_key_ = 0;
 };
 
 }  // namespace
@@ -412,6 +557,11 @@ Result<std::unique_ptr<Backend>> make_cuda_backend(const CudaBackendOptions& opt
   auto b = std::make_unique<CudaBackend>(options, p.multiProcessorCount);
   BATON_RETURN_IF_ERROR(b->init());
   return std::unique_ptr<Backend>(std::move(b));
+}
+
+StepGraphs* step_graphs(Backend& backend) {
+  if (backend.capabilities().kind != DeviceKind::kCuda) return nullptr;
+  return static_cast<CudaBackend*>(&backend);
 }
 
 Result<MemoryInfo> device_memory(int device) {

@@ -23,6 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "common/status.h"
 #include "kernels/backend.h"
@@ -37,6 +38,32 @@ struct CudaBackendOptions {
 
 // kUnavailable when there is no usable GPU; kInvalidArgument for a bad dtype.
 Result<std::unique_ptr<Backend>> make_cuda_backend(const CudaBackendOptions& options = {});
+
+// Decode steps as CUDA graphs, beside the Backend interface. A caller that
+// enqueues the same ops on the same device addresses step after step (a
+// model's decode step at a fixed batch size) captures them once under a key
+// and replays them. Attention is the one op whose arguments change between
+// steps: while capturing, attention() takes its plan (block tables, context
+// lengths) from a device buffer of the graph, which replay() refills from the
+// step's sequences before launching. Only decode attention (every q_len 1,
+// sequence i on row i) may be captured.
+//
+// Same thread-safety as the backend. Graphs live as long as the backend.
+class StepGraphs {
+ public:
+  virtual ~StepGraphs() = default;
+  virtual bool has_graph(uint64_t key) const = 0;
+  // Ops enqueued between these two calls are recorded, not run.
+  virtual Status begin_capture(uint64_t key) = 0;
+  virtual Status end_capture() = 0;
+  // Uploads the plan of `seqs` (as many as at capture) and launches the
+  // graph. false (nothing enqueued) when the block tables outgrow the room
+  // reserved at capture or `key` has no graph; then run the ops directly.
+  virtual Result<bool> replay(uint64_t key, const std::vector<AttentionSeq>& seqs) = 0;
+};
+
+// The backend's graph support; nullptr unless `backend` is a CUDA backend.
+StepGraphs* step_graphs(Backend& backend);
 
 // Free and total bytes of the backend's GPU as the driver reports them now.
 struct MemoryInfo {

@@ -53,6 +53,7 @@ struct AttentionPlan {
   // (attention_partial_floats of them) when num_splits > 1.
   int32_t num_splits = 1;
   int32_t split_len = 0;
+  const int32_t* split_len_dev = nullptr;  // when set, split_len is read from here
   float* partials = nullptr;
 };
 
