@@ -28,7 +28,6 @@ struct GatewayFlags {
   std::string policy;
   std::string cluster_token;
   int io_threads = 0;
-  int upstream_threads = 0;
   int health_interval_ms = -1;
   bool no_access_log = false;
   std::string log_level = "info";
@@ -58,7 +57,6 @@ Result<gateway::GatewayConfig> build_config(const GatewayFlags& f) {
   if (f.port >= 0) c.port = static_cast<uint16_t>(f.port);
   if (!f.cluster_token.empty()) c.cluster_token = f.cluster_token;
   if (f.io_threads > 0) c.io_threads = f.io_threads;
-  if (f.upstream_threads > 0) c.upstream_threads = f.upstream_threads;
   if (f.health_interval_ms >= 0)
     c.health.interval = std::chrono::milliseconds(f.health_interval_ms);
   if (f.no_access_log) c.access_log = false;
@@ -141,9 +139,8 @@ Run register_gateway(CLI::App& app) {
                   "consistent_hash, prefix_aware");
   cmd->add_option("--cluster-token", f->cluster_token,
                   "x-baton-cluster-token for the instances' /internal/pd/ routes");
-  cmd->add_option("--io-threads", f->io_threads, "Client-side I/O threads")
-      ->check(CLI::Range(1, 256));
-  cmd->add_option("--upstream-threads", f->upstream_threads, "Upstream I/O threads")
+  cmd->add_option("--io-threads", f->io_threads,
+                  "Event loops (threads), each serving clients and their upstream calls")
       ->check(CLI::Range(1, 256));
   cmd->add_option("--health-interval-ms", f->health_interval_ms,
                   "Active /health checks every this many ms (0: none)")

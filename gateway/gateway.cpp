@@ -19,27 +19,40 @@ using detail::InstanceRuntime;
 
 class Gateway::Impl : public std::enable_shared_from_this<Gateway::Impl> {
  public:
-  Impl(const Clock& clock, const GatewayConfig& config, uint64_t seed)
-      : core_(std::make_shared<GatewayCore>(clock, config.upstream_threads, seed)) {}
+  Impl(const Clock& clock, uint64_t seed) : core_(std::make_shared<GatewayCore>(clock, seed)) {}
 
+  // One single-threaded front server per I/O thread, all on the same port
+  // (SO_REUSEPORT); each upstream call runs on the loop of the client
+  // connection that caused it, so a relayed byte never changes threads.
   Status init(GatewayConfig config) {
     BATON_RETURN_IF_ERROR(finish_gateway_config(config));
-    apply(std::move(config));
     protocol::HttpServerOptions http;
-    const auto& c = *core_->state()->config;
-    http.host = c.host;
-    http.port = c.port;
-    http.io_threads = c.io_threads;
-    http.max_body_bytes = static_cast<size_t>(c.limits.max_body_bytes);
-    http.max_connections = c.limits.max_connections;
-    http.header_timeout = c.limits.header_timeout;
+    http.host = config.host;
+    http.port = config.port;
+    http.io_threads = 1;
+    http.reuse_port = config.io_threads > 1;
+    http.max_body_bytes = static_cast<size_t>(config.limits.max_body_bytes);
+    // Each shard gets its share; the kernel spreads connections evenly.
+    http.max_connections = std::max(1, config.limits.max_connections / config.io_threads);
+    http.header_timeout = config.limits.header_timeout;
     auto self = weak_from_this();
-    auto server = protocol::HttpServer::start(
-        http, [self](protocol::HttpRequest req, std::shared_ptr<protocol::ResponseWriter> w) {
-          if (auto impl = self.lock()) impl->handle(std::move(req), std::move(w));
-        });
-    if (!server.is_ok()) return server.status();
-    http_ = std::move(*server);
+    std::vector<std::shared_ptr<boost::asio::io_context>> loops;
+    for (int i = 0; i < config.io_threads; ++i) {
+      if (i > 0) http.port = http_.front()->port();
+      auto server = protocol::HttpServer::start(
+          http, [self](protocol::HttpRequest req, std::shared_ptr<protocol::ResponseWriter> w) {
+            if (auto impl = self.lock()) impl->handle(std::move(req), std::move(w));
+          });
+      if (!server.is_ok()) {
+        for (auto& s : http_) s->stop();
+        return server.status();
+      }
+      loops.push_back((*server)->io_context());
+      http_.push_back(std::move(*server));
+    }
+    core_->upstream = std::make_unique<UpstreamClient>(std::move(loops));
+    apply(std::move(config));
+    ready_ = true;
     schedule_health();
     return Status::ok();
   }
@@ -58,11 +71,14 @@ class Gateway::Impl : public std::enable_shared_from_this<Gateway::Impl> {
 
   void stop() {
     if (stopped_.exchange(true)) return;
-    if (http_) http_->stop();
-    core_->upstream.stop();
+    // Upstream work first: the front servers' threads run it and only exit
+    // once none is left.
+    if (core_->upstream) core_->upstream->shutdown();
+    for (auto& s : http_) s->stop();
+    if (core_->upstream) core_->upstream->stop();
   }
 
-  uint16_t port() const { return http_ ? http_->port() : 0; }
+  uint16_t port() const { return http_.empty() ? 0 : http_.front()->port(); }
   GatewayCore& core() { return *core_; }
 
   std::vector<InstanceStatus> instances() const {
@@ -140,7 +156,7 @@ class Gateway::Impl : public std::enable_shared_from_this<Gateway::Impl> {
   void schedule_health() {
     const auto interval = core_->state()->config->health.interval;
     if (interval.count() <= 0 || stopped_.load()) return;
-    core_->upstream.run_after(interval, [weak = weak_from_this()] {
+    core_->upstream->run_after(interval, [weak = weak_from_this()] {
       auto self = weak.lock();
       if (!self || self->stopped_.load()) return;
       self->health_round(false);
@@ -167,7 +183,7 @@ class Gateway::Impl : public std::enable_shared_from_this<Gateway::Impl> {
         old.erase(it);
       } else {
         inst = std::make_shared<InstanceRuntime>(
-            next_id_++, ic, core_->upstream.make_pool(ic.host, ic.port), config.breaker);
+            next_id_++, ic, core_->upstream->make_pool(ic.host, ic.port), config.breaker);
       }
       inst->draining = ic.draining;
       st->instances.push_back(inst);
@@ -312,6 +328,11 @@ class Gateway::Impl : public std::enable_shared_from_this<Gateway::Impl> {
   }
 
   void handle(protocol::HttpRequest req, std::shared_ptr<protocol::ResponseWriter> w) {
+    if (!ready_.load(std::memory_order_acquire)) {
+      w->send(503, "application/json", protocol::error_body(unavailable("gateway starting")),
+              {{"Retry-After", "1"}});
+      return;
+    }
     detail::ExchangeLog log;
     log.start = core_->clock.now();
     log.method = req.method;
@@ -431,7 +452,8 @@ class Gateway::Impl : public std::enable_shared_from_this<Gateway::Impl> {
   }
 
   std::shared_ptr<GatewayCore> core_;
-  std::unique_ptr<protocol::HttpServer> http_;
+  std::vector<std::unique_ptr<protocol::HttpServer>> http_;
+  std::atomic<bool> ready_{false};
   std::mutex apply_mu_;
   uint32_t next_id_ = 1;
   std::atomic<bool> stopped_{false};
@@ -442,7 +464,7 @@ class Gateway::Impl : public std::enable_shared_from_this<Gateway::Impl> {
 Result<std::unique_ptr<Gateway>> Gateway::start(GatewayConfig config, const Clock* clock,
                                                 uint64_t seed) {
   if (seed == 0) seed = std::random_device{}();
-  auto impl = std::make_shared<Impl>(clock ? *clock : SteadyClock::instance(), config, seed);
+  auto impl = std::make_shared<Impl>(clock ? *clock : SteadyClock::instance(), seed);
   BATON_RETURN_IF_ERROR(impl->init(std::move(config)));
   return std::unique_ptr<Gateway>(new Gateway(std::move(impl)));
 }

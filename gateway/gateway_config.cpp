@@ -197,8 +197,7 @@ Result<GatewayConfig> parse_gateway_config(const Config& doc) {
       doc.check_known_keys("", {"listen", "cluster_token", "instances", "groups", "api_keys",
                                 "limits", "retry", "breaker", "health", "pd", "access_log"}));
   GatewayConfig c;
-  BATON_RETURN_IF_ERROR(
-      doc.check_known_keys("listen", {"host", "port", "io_threads", "upstream_threads"}));
+  BATON_RETURN_IF_ERROR(doc.check_known_keys("listen", {"host", "port", "io_threads"}));
   BATON_ASSIGN_OR_RETURN(c.host, doc.get_or("listen.host", "127.0.0.1"));
   BATON_ASSIGN_OR_RETURN(int64_t port, doc.get_or<int64_t>("listen.port", 8080));
   if (port < 0 || port > 65535) {
@@ -206,9 +205,7 @@ Result<GatewayConfig> parse_gateway_config(const Config& doc) {
   }
   c.port = static_cast<uint16_t>(port);
   BATON_ASSIGN_OR_RETURN(int64_t io, get_positive(doc, "listen.io_threads", 2));
-  BATON_ASSIGN_OR_RETURN(int64_t up, get_positive(doc, "listen.upstream_threads", 2));
   c.io_threads = static_cast<int>(io);
-  c.upstream_threads = static_cast<int>(up);
   BATON_ASSIGN_OR_RETURN(c.cluster_token, doc.get_or("cluster_token", ""));
   BATON_ASSIGN_OR_RETURN(c.access_log, doc.get_or<bool>("access_log", true));
 

@@ -4,7 +4,7 @@
 // simple flags, as plain values. Parsing is pure (no I/O besides reading the
 // file in load_gateway_config) and every error names the key and the line.
 //
-//   listen: {host: 127.0.0.1, port: 8080, io_threads: 2, upstream_threads: 2}
+//   listen: {host: 127.0.0.1, port: 8080, io_threads: 2}  # one event loop each
 //   cluster_token: s3cret            # x-baton-cluster-token for /internal/pd/*
 //   instances:
 //     - {name: p0, url: http://127.0.0.1:8001, role: prefill, group: chat}
@@ -118,8 +118,7 @@ struct PdConfig {
 struct GatewayConfig {
   std::string host = "127.0.0.1";
   uint16_t port = 8080;
-  int io_threads = 2;
-  int upstream_threads = 2;
+  int io_threads = 2;  // event loops, each serving clients and their upstream calls
   std::string cluster_token;
   std::vector<InstanceConfig> instances;
   std::vector<GroupConfig> groups;  // never empty after parsing

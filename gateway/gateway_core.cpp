@@ -123,8 +123,7 @@ GatewayMetrics::GatewayMetrics(MetricsRegistry& r)
                                   "Time to rank the candidates of one request",
                                   exponential_buckets(2.5e-7, 2, 16))) {}
 
-GatewayCore::GatewayCore(const Clock& clock, int upstream_threads, uint64_t seed)
-    : clock(clock), upstream(upstream_threads), rng(seed) {}
+GatewayCore::GatewayCore(const Clock& clock, uint64_t seed) : clock(clock), rng(seed) {}
 
 void finish_log(GatewayCore& core, const ExchangeLog& log, bool access_log) {
   core.metrics.requests.with({log.route, std::to_string(log.status), log.instance}).inc();

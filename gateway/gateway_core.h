@@ -114,12 +114,14 @@ struct GatewayMetrics {
 };
 
 struct GatewayCore {
-  GatewayCore(const Clock& clock, int upstream_threads, uint64_t seed);
+  GatewayCore(const Clock& clock, uint64_t seed);
 
   const Clock& clock;
   MetricsRegistry registry;
   GatewayMetrics metrics{registry};
-  UpstreamClient upstream;
+  // Set once the front servers run (their loops carry the upstream I/O);
+  // never reset while the gateway serves.
+  std::unique_ptr<UpstreamClient> upstream;
   RateLimiter limiter;
   std::atomic<uint64_t> request_ids{0};
 

@@ -201,7 +201,7 @@ class MixedExchange : public std::enable_shared_from_this<MixedExchange> {
         return try_next_locked();
       }
       auto delay = backoff_delay(config().retry, log_.attempts, core_->random());
-      core_->upstream.run_after(delay, [self = shared_from_this()] {
+      core_->upstream->run_after(delay, [self = shared_from_this()] {
         std::lock_guard lock(self->mu_);
         if (self->finished_) return;
         if (self->client_closed_) return self->finish_locked(499);

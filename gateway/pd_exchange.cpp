@@ -275,7 +275,7 @@ class PdExchange : public std::enable_shared_from_this<PdExchange> {
     core_->metrics.retries.with({failed->config.name}).inc();
     if (!backoff) return try_next_decode_locked();
     auto delay = backoff_delay(config().retry, log_.attempts, core_->random());
-    core_->upstream.run_after(delay, [self = shared_from_this()] {
+    core_->upstream->run_after(delay, [self = shared_from_this()] {
       std::lock_guard lock(self->mu_);
       if (!self->finished_) self->try_next_decode_locked();
     });

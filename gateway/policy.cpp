@@ -6,12 +6,22 @@
 namespace baton::gateway {
 
 uint64_t hash_bytes(std::string_view bytes, uint64_t seed) {
-  uint64_t h = 0xcbf29ce484222325ull ^ (seed * 0x9e3779b97f4a7c15ull);
-  for (unsigned char c : bytes) {
-    h ^= c;
-    h *= 0x100000001b3ull;
+  // Eight bytes per step (a multiply-xorshift over little-endian words), then
+  // the tail; a splitmix64 finaliser spreads short keys over the ring.
+  uint64_t h = 0x9e3779b97f4a7c15ull ^ (seed * 0xbf58476d1ce4e5b9ull) ^ bytes.size();
+  const char* p = bytes.data();
+  size_t n = bytes.size();
+  while (n >= 8) {
+    uint64_t w;
+    std::memcpy(&w, p, 8);
+    h = (h ^ w) * 0xff51afd7ed558ccdull;
+    h ^= h >> 32;
+    p += 8;
+    n -= 8;
   }
-  // splitmix64 finaliser: FNV alone clusters short keys on the ring.
+  uint64_t tail = 0;
+  std::memcpy(&tail, p, n);
+  h = (h ^ tail) * 0xc4ceb9fe1a85ec53ull;
   h ^= h >> 30;
   h *= 0xbf58476d1ce4e5b9ull;
   h ^= h >> 27;
@@ -24,7 +34,7 @@ HashRing::HashRing(std::span<const uint32_t> ids, int vnodes) {
   points_.reserve(ids.size() * static_cast<size_t>(vnodes));
   for (uint32_t id : ids) {
     for (int v = 0; v < vnodes; ++v) {
-      char key[16];
+      char key[8];
       std::memcpy(key, &id, 4);
       std::memcpy(key + 4, &v, 4);
       points_.emplace_back(hash_bytes(std::string_view(key, 8), 0x5eed), id);
@@ -35,175 +45,185 @@ HashRing::HashRing(std::span<const uint32_t> ids, int vnodes) {
 
 namespace {
 
-// Least loaded first; among equals the order rotates with `random` so that
-// ties do not all land on the first instance.
-struct LoadOrder {
-  size_t n;
-  uint64_t random;
-  bool operator()(const std::pair<int32_t, size_t>& a, const std::pair<int32_t, size_t>& b) const {
-    if (a.first != b.first) return a.first < b.first;
-    return (a.second + random) % n < (b.second + random) % n;
-  }
-};
-
-std::optional<size_t> least_loaded(const ClusterSnapshot& s, uint64_t random) {
-  const size_t n = s.instances.size();
-  std::optional<size_t> best;
-  LoadOrder less{n == 0 ? 1 : n, random};
-  for (size_t i = 0; i < n; ++i) {
-    const auto& inst = s.instances[i];
-    if (!inst.available) continue;
-    if (!best || less({inst.in_flight, i}, {s.instances[*best].in_flight, *best})) best = i;
-  }
-  return best;
-}
-
-// Appends available ids by ascending load, skipping those already in `out`.
-void append_by_load(const ClusterSnapshot& s, uint64_t random, size_t max,
-                    std::vector<uint32_t>& out) {
-  if (out.size() >= max) return;
-  std::vector<std::pair<int32_t, size_t>> order;
-  order.reserve(s.instances.size());
-  for (size_t i = 0; i < s.instances.size(); ++i) {
-    const auto& inst = s.instances[i];
-    if (!inst.available) continue;
-    if (std::find(out.begin(), out.end(), inst.id) != out.end()) continue;
-    order.emplace_back(inst.in_flight, i);
-  }
-  const size_t take = std::min(order.size(), max - out.size());
-  LoadOrder less{s.instances.empty() ? 1 : s.instances.size(), random};
-  std::partial_sort(order.begin(), order.begin() + static_cast<ptrdiff_t>(take), order.end(), less);
-  for (size_t i = 0; i < take; ++i) out.push_back(s.instances[order[i].second].id);
-}
-
 const InstanceLoad* find_id(const ClusterSnapshot& s, uint32_t id) {
-  for (const auto& inst : s.instances) {
-    if (inst.id == id) return &inst;
-  }
-  return nullptr;
+  auto it = std::lower_bound(s.instances.begin(), s.instances.end(), id,
+                             [](const InstanceLoad& a, uint32_t v) { return a.id < v; });
+  return it != s.instances.end() && it->id == id ? &*it : nullptr;
 }
 
-std::optional<size_t> round_robin(const ClusterSnapshot& s, uint64_t sequence) {
+bool contains(const std::vector<uint32_t>& v, uint32_t id) {
+  return std::find(v.begin(), v.end(), id) != v.end();
+}
+
+// The `k` least loaded available instances, least first, in one pass.
+// Instances are visited from a start position chosen by `random`, and among
+// equal loads the first visited wins, so ties spread over the cluster.
+// Instances already in `skip` are left out. Appends ids to `out`.
+void least_loaded(const ClusterSnapshot& s, uint64_t random, size_t k, std::vector<uint32_t>& out) {
+  const size_t n = s.instances.size();
+  if (n == 0 || k == 0) return;
+  const size_t skip_n = out.size();
+  std::pair<int32_t, uint32_t> best[16];
+  const size_t cap = std::min<size_t>(k, 16);
+  size_t have = 0;
+  size_t i = random % n;
+  for (size_t step = 0; step < n; ++step, ++i) {
+    if (i == n) i = 0;
+    const InstanceLoad& inst = s.instances[i];
+    if (!inst.available) continue;
+    if (have == cap && inst.in_flight >= best[have - 1].first) continue;
+    if (skip_n > 0 && std::find(out.begin(), out.begin() + static_cast<ptrdiff_t>(skip_n),
+                                inst.id) != out.begin() + static_cast<ptrdiff_t>(skip_n)) {
+      continue;
+    }
+    size_t pos = have < cap ? have++ : have - 1;
+    while (pos > 0 && best[pos - 1].first > inst.in_flight) {
+      best[pos] = best[pos - 1];
+      --pos;
+    }
+    best[pos] = {inst.in_flight, inst.id};
+  }
+  for (size_t j = 0; j < have; ++j) out.push_back(best[j].second);
+}
+
+std::optional<uint32_t> least_loaded_one(const ClusterSnapshot& s, uint64_t random) {
+  std::vector<uint32_t> one;
+  one.reserve(1);
+  least_loaded(s, random, 1, one);
+  if (one.empty()) return std::nullopt;
+  return one.front();
+}
+
+// Round robin over the available instances: the sequence-th available one
+// (mod their count), then the following ones in order.
+void round_robin(const ClusterSnapshot& s, uint64_t sequence, size_t k,
+                 std::vector<uint32_t>& out) {
   size_t available = 0;
   for (const auto& inst : s.instances) available += inst.available ? 1 : 0;
-  if (available == 0) return std::nullopt;
-  size_t k = sequence % available;
-  for (size_t i = 0; i < s.instances.size(); ++i) {
-    if (!s.instances[i].available) continue;
-    if (k-- == 0) return i;
+  if (available == 0) return;
+  size_t skip = sequence % available;
+  const size_t n = s.instances.size();
+  size_t i = 0;
+  for (; i < n; ++i) {
+    if (s.instances[i].available && skip-- == 0) break;
   }
-  return std::nullopt;
+  for (size_t step = 0; step < n && out.size() < k; ++step, ++i) {
+    if (i == n) i = 0;
+    if (s.instances[i].available) out.push_back(s.instances[i].id);
+  }
 }
 
-std::optional<size_t> power_of_two(const ClusterSnapshot& s, uint64_t random) {
+std::optional<uint32_t> power_of_two(const ClusterSnapshot& s, uint64_t random) {
   const size_t n = s.instances.size();
   if (n == 0) return std::nullopt;
   // Two probes from independent halves of the random bits; an unavailable
-  // probe falls forward to the next available instance.
-  auto probe = [&](uint64_t r) -> std::optional<size_t> {
-    size_t start = r % n;
-    for (size_t k = 0; k < n; ++k) {
-      size_t i = (start + k) % n;
-      if (s.instances[i].available) return i;
+  // probe moves forward to the next available instance.
+  auto probe = [&](uint64_t r) -> const InstanceLoad* {
+    size_t i = r % n;
+    for (size_t step = 0; step < n; ++step, ++i) {
+      if (i == n) i = 0;
+      if (s.instances[i].available) return &s.instances[i];
     }
-    return std::nullopt;
+    return nullptr;
   };
-  auto a = probe(random & 0xffffffffu);
-  if (!a) return std::nullopt;
-  auto b = probe(random >> 32);
-  if (!b || s.instances[*a].in_flight <= s.instances[*b].in_flight) return a;
-  return b;
+  const InstanceLoad* a = probe(random & 0xffffffffu);
+  if (a == nullptr) return std::nullopt;
+  const InstanceLoad* b = probe(random >> 32);
+  return (b == nullptr || a->in_flight <= b->in_flight) ? a->id : b->id;
 }
 
-std::optional<uint32_t> consistent_hash(const ClusterSnapshot& s, uint64_t key) {
-  if (!s.ring) return std::nullopt;
-  return s.ring->walk(key, [&](uint32_t id) {
-    const InstanceLoad* inst = find_id(s, id);
-    return inst != nullptr && inst->available;
-  });
-}
-
-std::optional<size_t> prefix_aware(const ClusterSnapshot& s, const RouteRequest& r) {
-  auto least = least_loaded(s, r.random);
-  if (!least) return std::nullopt;
-  std::optional<size_t> best;
+// `least` is the least loaded available instance (computed by the caller,
+// who needs the ranking by load anyway).
+uint32_t prefix_aware(const ClusterSnapshot& s, const RouteRequest& r, uint32_t least) {
+  const InstanceLoad* best = nullptr;
   int32_t best_match = 0;
   for (const PrefixMatch& m : r.prefix) {
-    if (m.matched_chars <= 0) continue;
-    for (size_t i = 0; i < s.instances.size(); ++i) {
-      const auto& inst = s.instances[i];
-      if (inst.id != m.id || !inst.available) continue;
-      if (m.matched_chars > best_match ||
-          (m.matched_chars == best_match && inst.in_flight < s.instances[*best].in_flight)) {
-        best = i;
-        best_match = m.matched_chars;
-      }
+    if (m.matched_chars <= 0 || m.matched_chars < best_match) continue;
+    const InstanceLoad* inst = find_id(s, m.id);
+    if (inst == nullptr || !inst->available) continue;
+    if (m.matched_chars > best_match || inst->in_flight < best->in_flight) {
+      best = inst;
+      best_match = m.matched_chars;
     }
   }
-  if (!best) return least;
-  const int64_t gap =
-      int64_t{s.instances[*best].in_flight} - int64_t{s.instances[*least].in_flight};
-  return gap > r.imbalance_threshold ? least : best;
+  if (best == nullptr) return least;
+  const int64_t gap = int64_t{best->in_flight} - int64_t{find_id(s, least)->in_flight};
+  return gap > r.imbalance_threshold ? least : best->id;
 }
 
 }  // namespace
 
 std::optional<uint32_t> choose_instance(PolicyKind policy, const ClusterSnapshot& s,
                                         const RouteRequest& r) {
-  std::optional<size_t> i;
   switch (policy) {
-    case PolicyKind::kRoundRobin:
-      i = round_robin(s, r.sequence);
-      break;
+    case PolicyKind::kRoundRobin: {
+      std::vector<uint32_t> one;
+      round_robin(s, r.sequence, 1, one);
+      if (one.empty()) return std::nullopt;
+      return one.front();
+    }
     case PolicyKind::kLeastLoad:
-      i = least_loaded(s, r.random);
-      break;
+      return least_loaded_one(s, r.random);
     case PolicyKind::kPowerOfTwo:
-      i = power_of_two(s, r.random);
-      break;
+      return power_of_two(s, r.random);
     case PolicyKind::kConsistentHash:
-      if (r.affinity) {
-        if (auto id = consistent_hash(s, *r.affinity)) return id;
+      if (r.affinity && s.ring) {
+        auto id = s.ring->walk(*r.affinity, [&](uint32_t id) {
+          const InstanceLoad* inst = find_id(s, id);
+          return inst != nullptr && inst->available;
+        });
+        if (id) return id;
       }
-      i = least_loaded(s, r.random);
-      break;
-    case PolicyKind::kPrefixAware:
-      i = prefix_aware(s, r);
-      break;
+      return least_loaded_one(s, r.random);
+    case PolicyKind::kPrefixAware: {
+      auto least = least_loaded_one(s, r.random);
+      if (!least) return std::nullopt;
+      return prefix_aware(s, r, *least);
+    }
   }
-  if (!i) return std::nullopt;
-  return s.instances[*i].id;
+  return std::nullopt;
 }
 
 std::vector<uint32_t> rank_instances(PolicyKind policy, const ClusterSnapshot& s,
                                      const RouteRequest& r, size_t max_candidates) {
   std::vector<uint32_t> out;
   if (max_candidates == 0) return out;
-  auto first = choose_instance(policy, s, r);
-  if (!first) return out;
-  out.push_back(*first);
+  out.reserve(max_candidates);
   if (policy == PolicyKind::kRoundRobin) {
-    // The rotation continues: the next instances in order.
-    for (uint64_t k = 1; out.size() < max_candidates && k < s.instances.size(); ++k) {
-      auto next = round_robin(s, r.sequence + k);
-      if (!next) break;
-      uint32_t id = s.instances[*next].id;
-      if (std::find(out.begin(), out.end(), id) == out.end()) out.push_back(id);
-    }
+    round_robin(s, r.sequence, max_candidates, out);
     return out;
   }
   if (policy == PolicyKind::kConsistentHash && r.affinity && s.ring) {
+    // Ring order: the session's instance, then the ones that would inherit it.
     s.ring->walk(*r.affinity, [&](uint32_t id) {
       const InstanceLoad* inst = find_id(s, id);
-      if (inst != nullptr && inst->available &&
-          std::find(out.begin(), out.end(), id) == out.end()) {
-        out.push_back(id);
-      }
+      if (inst != nullptr && inst->available && !contains(out, id)) out.push_back(id);
       return out.size() >= max_candidates;
     });
     return out;
   }
-  append_by_load(s, r.random, max_candidates, out);
+  // One pass ranks by load; the policy's first choice goes in front.
+  std::vector<uint32_t> by_load;
+  by_load.reserve(std::min<size_t>(16, max_candidates + 1));
+  least_loaded(s, r.random, std::min<size_t>(16, max_candidates + 1), by_load);
+  if (by_load.empty()) return out;
+  uint32_t first = by_load.front();
+  if (policy == PolicyKind::kPowerOfTwo) {
+    first = *power_of_two(s, r.random);
+  } else if (policy == PolicyKind::kPrefixAware) {
+    first = prefix_aware(s, r, by_load.front());
+  }
+  out.push_back(first);
+  for (uint32_t id : by_load) {
+    if (out.size() >= max_candidates) break;
+    if (id != first) out.push_back(id);
+  }
+  // More than 15 fallbacks are never asked in practice; this keeps it right.
+  while (out.size() < max_candidates) {
+    const size_t before = out.size();
+    least_loaded(s, r.random, std::min<size_t>(16, max_candidates - out.size()), out);
+    if (out.size() == before) break;
+  }
   return out;
 }
 

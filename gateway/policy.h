@@ -48,7 +48,7 @@ class HashRing {
 
 // The candidates of one decision: one role of one scenario group.
 struct ClusterSnapshot {
-  std::vector<InstanceLoad> instances;
+  std::vector<InstanceLoad> instances;   // sorted by id, ascending (ids unique)
   std::shared_ptr<const HashRing> ring;  // for consistent_hash; may be null
 };
 

@@ -18,6 +18,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 namespace baton::gateway {
@@ -46,9 +47,9 @@ bool hop_by_hop(std::string_view name) {
 }
 
 struct Loop {
-  net::io_context ioc{1};
+  std::shared_ptr<net::io_context> ioc;
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
-  std::thread thread;
+  std::thread thread;  // only when the client owns the loop
 };
 
 struct Conn {
@@ -64,30 +65,97 @@ class UpstreamClient::Impl {
  public:
   Impl(int threads, size_t max_idle) : max_idle(max_idle) {
     const int n = std::max(1, threads);
-    for (int i = 0; i < n; ++i) loops.push_back(std::make_unique<Loop>());
+    for (int i = 0; i < n; ++i) {
+      auto loop = std::make_unique<Loop>();
+      loop->ioc = std::make_shared<net::io_context>(1);
+      loops.push_back(std::move(loop));
+    }
     for (auto& loop : loops) {
-      loop->work.emplace(loop->ioc.get_executor());
-      loop->thread = std::thread([l = loop.get()] { l->ioc.run(); });
+      loop->work.emplace(loop->ioc->get_executor());
+      loop->thread = std::thread([ioc = loop->ioc] { ioc->run(); });
     }
   }
 
-  size_t pick_loop() { return next.fetch_add(1, std::memory_order_relaxed) % loops.size(); }
+  Impl(std::vector<std::shared_ptr<net::io_context>> external, size_t max_idle)
+      : max_idle(max_idle) {
+    for (auto& ioc : external) {
+      auto loop = std::make_unique<Loop>();
+      loop->ioc = std::move(ioc);
+      loops.push_back(std::move(loop));
+    }
+  }
+
+  // The loop running on this thread if any (no hop), else the next in turn.
+  size_t pick_loop() {
+    for (size_t i = 0; i < loops.size(); ++i) {
+      if (loops[i]->ioc->get_executor().running_in_this_thread()) return i;
+    }
+    return next.fetch_add(1, std::memory_order_relaxed) % loops.size();
+  }
+
+  uint64_t track(std::weak_ptr<UpstreamCall> call) {
+    std::lock_guard lock(mu);
+    const uint64_t id = ++next_id;
+    calls.emplace(id, std::move(call));
+    return id;
+  }
+  void untrack(uint64_t id) {
+    std::lock_guard lock(mu);
+    calls.erase(id);
+  }
+  void track_pool(std::weak_ptr<UpstreamPool> pool) {
+    std::lock_guard lock(mu);
+    std::erase_if(pools, [](const auto& w) { return w.expired(); });
+    pools.push_back(std::move(pool));
+  }
+
+  void shutdown() {
+    if (stopping.exchange(true)) return;
+    std::vector<std::shared_ptr<UpstreamCall>> live;
+    std::vector<std::shared_ptr<UpstreamPool>> live_pools;
+    std::vector<std::pair<size_t, std::shared_ptr<net::steady_timer>>> live_timers;
+    {
+      std::lock_guard lock(mu);
+      for (auto& [id, w] : calls) {
+        if (auto c = w.lock()) live.push_back(std::move(c));
+      }
+      for (auto& w : pools) {
+        if (auto p = w.lock()) live_pools.push_back(std::move(p));
+      }
+      for (auto& [id, t] : timers) {
+        if (auto timer = t.second.lock()) live_timers.emplace_back(t.first, std::move(timer));
+      }
+      timers.clear();
+    }
+    for (auto& c : live) c->cancel();
+    for (auto& p : live_pools) p->close_idle();
+    for (auto& [loop, timer] : live_timers) {
+      net::post(*loops[loop]->ioc, [timer] { timer->cancel(); });
+    }
+  }
 
   void stop() {
-    if (stopped.exchange(true)) return;
+    shutdown();
+    if (joined.exchange(true)) return;
     for (auto& loop : loops) {
+      if (!loop->thread.joinable()) continue;
       loop->work.reset();
-      loop->ioc.stop();
-    }
-    for (auto& loop : loops) {
-      if (loop->thread.joinable()) loop->thread.join();
+      loop->ioc->stop();
+      loop->thread.join();
     }
   }
 
   size_t max_idle;
   std::vector<std::unique_ptr<Loop>> loops;
   std::atomic<size_t> next{0};
-  std::atomic<bool> stopped{false};
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> joined{false};
+
+  std::mutex mu;
+  uint64_t next_id = 0;
+  std::unordered_map<uint64_t, std::weak_ptr<UpstreamCall>> calls;
+  std::vector<std::weak_ptr<UpstreamPool>> pools;
+  std::unordered_map<uint64_t, std::pair<size_t, std::weak_ptr<net::steady_timer>>> timers;
 };
 
 namespace {
@@ -113,7 +181,7 @@ class PoolImpl final : public UpstreamPool, public std::enable_shared_from_this<
     for (size_t i = 0; i < idle_.size(); ++i) {
       // Each connection belongs to its loop's thread: close it there.
       for (auto& c : idle_[i]) {
-        net::post(client_->loops[i]->ioc, [conn = std::shared_ptr<Conn>(std::move(c))] {
+        net::post(*client_->loops[i]->ioc, [conn = std::shared_ptr<Conn>(std::move(c))] {
           error_code ignored;
           conn->stream.socket().close(ignored);
         });
@@ -155,7 +223,7 @@ class PoolImpl final : public UpstreamPool, public std::enable_shared_from_this<
     return endpoints_;
   }
 
-  net::io_context& loop_ioc(size_t loop) { return client_->loops[loop]->ioc; }
+  net::io_context& loop_ioc(size_t loop) { return *client_->loops[loop]->ioc; }
   const std::shared_ptr<UpstreamClient::Impl>& client() const { return client_; }
 
  private:
@@ -193,6 +261,7 @@ class CallImpl final : public UpstreamCall, public std::enable_shared_from_this<
   }
 
   void begin() {
+    track_id_ = pool_->client()->track(weak_from_this());
     net::post(ioc_, [self = shared_from_this()] { self->acquire(); });
   }
 
@@ -207,6 +276,9 @@ class CallImpl final : public UpstreamCall, public std::enable_shared_from_this<
  private:
   void acquire() {
     if (done_) return;
+    if (pool_->client()->stopping.load()) {
+      return finish({unavailable("upstream client shut down"), false});
+    }
     conn_ = pool_->take_idle(loop_);
     if (conn_) {
       reused_ = true;
@@ -291,36 +363,69 @@ class CallImpl final : public UpstreamCall, public std::enable_shared_from_this<
         });
   }
 
+  // Parses everything already buffered into one piece for on_data, then
+  // reads the socket again: one upstream read becomes at most one piece, so
+  // a burst of small SSE chunks is relayed as one write, not one each.
   void read_body() {
+    std::string piece;
+    error_code ec;
+    while (!parser_->is_done() && conn_->buffer.size() > 0) {
+      auto& body = parser_->get().body();
+      body.data = buf_;
+      body.size = kReadBuffer;
+      const size_t used = parser_->put(conn_->buffer.data(), ec);
+      conn_->buffer.consume(used);
+      const size_t got = kReadBuffer - parser_->get().body().size;
+      piece.append(buf_, got);
+      if (ec == http::error::need_buffer) ec = {};
+      if (ec == http::error::need_more) {
+        ec = {};
+        break;
+      }
+      if (ec) break;
+      if (used == 0 && got == 0) break;
+    }
+    if (!piece.empty() && !deliver(piece)) return;
+    if (ec) return fail_body(ec);
     if (parser_->is_done()) return complete();
-    auto& body = parser_->get().body();
-    body.data = buf_;
-    body.size = kReadBuffer;
     conn_->stream.expires_after(options_.idle_timeout);
-    http::async_read_some(
-        conn_->stream, conn_->buffer, *parser_, [self = shared_from_this()](error_code ec, size_t) {
-          if (self->done_) return;
-          if (ec == http::error::need_buffer) ec = {};
-          const size_t got = kReadBuffer - self->parser_->get().body().size;
-          if (got > 0 && self->handlers_.on_data) {
-            if (!self->handlers_.on_data(std::string_view(self->buf_, got))) {
-              self->close_socket();
-              return self->finish({cancelled("upstream body refused by the reader"), false});
-            }
-            if (self->done_) return;
-          }
-          if (ec == http::error::end_of_stream && self->parser_->is_done()) ec = {};
-          if (ec) {
-            self->close_socket();
-            return self->finish(
-                {ec == beast::error::timeout
-                     ? deadline_exceeded("upstream stalled mid-response")
-                     : Status(StatusCode::kBadGateway,
-                              "upstream connection lost mid-response: " + ec.message()),
-                 false});
-          }
-          self->read_body();
-        });
+    conn_->stream.async_read_some(conn_->buffer.prepare(kReadBuffer),
+                                  [self = shared_from_this()](error_code ec, size_t n) {
+                                    if (self->done_) return;
+                                    self->conn_->buffer.commit(n);
+                                    if (ec == net::error::eof) {
+                                      // A body delimited by the end of the connection ends here.
+                                      error_code eof_ec;
+                                      self->parser_->put_eof(eof_ec);
+                                      if (!eof_ec && self->conn_->buffer.size() == 0) {
+                                        self->close_socket();
+                                        return self->finish({Status::ok(), false});
+                                      }
+                                      if (!eof_ec) return self->read_body();
+                                      ec = eof_ec;
+                                    }
+                                    if (ec) return self->fail_body(ec);
+                                    self->read_body();
+                                  });
+  }
+
+  bool deliver(std::string_view piece) {
+    if (!handlers_.on_data) return true;
+    if (!handlers_.on_data(piece)) {
+      close_socket();
+      finish({cancelled("upstream body refused by the reader"), false});
+      return false;
+    }
+    return !done_;
+  }
+
+  void fail_body(error_code ec) {
+    close_socket();
+    finish({ec == beast::error::timeout
+                ? deadline_exceeded("upstream stalled mid-response")
+                : Status(StatusCode::kBadGateway,
+                         "upstream connection lost mid-response: " + ec.message()),
+            false});
   }
 
   void complete() {
@@ -342,6 +447,7 @@ class CallImpl final : public UpstreamCall, public std::enable_shared_from_this<
   void finish(UpstreamResult result) {
     if (done_) return;
     done_ = true;
+    pool_->client()->untrack(track_id_);
     auto on_done = std::move(handlers_.on_done);
     handlers_ = {};
     if (on_done) on_done(result);
@@ -356,6 +462,7 @@ class CallImpl final : public UpstreamCall, public std::enable_shared_from_this<
   std::unique_ptr<Conn> conn_;
   std::optional<http::response_parser<http::buffer_body>> parser_;
   char buf_[kReadBuffer];
+  uint64_t track_id_ = 0;
   bool done_ = false;
   bool reused_ = false;
   bool got_bytes_ = false;
@@ -373,24 +480,44 @@ std::shared_ptr<UpstreamCall> PoolImpl::start(UpstreamRequest request, UpstreamH
 UpstreamClient::UpstreamClient(int threads, size_t max_idle_per_pool)
     : impl_(std::make_shared<Impl>(threads, max_idle_per_pool)) {}
 
+UpstreamClient::UpstreamClient(std::vector<std::shared_ptr<net::io_context>> loops,
+                               size_t max_idle_per_pool)
+    : impl_(std::make_shared<Impl>(std::move(loops), max_idle_per_pool)) {}
+
 UpstreamClient::~UpstreamClient() { stop(); }
 
 std::shared_ptr<UpstreamPool> UpstreamClient::make_pool(std::string host, uint16_t port) {
-  return std::make_shared<PoolImpl>(impl_, std::move(host), port);
+  auto pool = std::make_shared<PoolImpl>(impl_, std::move(host), port);
+  impl_->track_pool(pool);
+  return pool;
 }
 
 void UpstreamClient::run_after(std::chrono::nanoseconds delay, std::function<void()> fn) {
-  if (impl_->stopped.load()) return;
-  auto& ioc = impl_->loops[impl_->pick_loop()]->ioc;
+  if (impl_->stopping.load()) return;
+  const size_t loop = impl_->pick_loop();
+  auto& ioc = *impl_->loops[loop]->ioc;
   if (delay <= std::chrono::nanoseconds::zero()) {
     net::post(ioc, std::move(fn));
     return;
   }
   auto timer = std::make_shared<net::steady_timer>(ioc, delay);
-  timer->async_wait([timer, fn = std::move(fn)](error_code ec) {
+  uint64_t id;
+  {
+    std::lock_guard lock(impl_->mu);
+    id = ++impl_->next_id;
+    impl_->timers.emplace(id, std::make_pair(loop, std::weak_ptr<net::steady_timer>(timer)));
+  }
+  timer->async_wait([timer, id, weak = std::weak_ptr<Impl>(impl_),
+                     fn = std::move(fn)](boost::system::error_code ec) {
+    if (auto impl = weak.lock()) {
+      std::lock_guard lock(impl->mu);
+      impl->timers.erase(id);
+    }
     if (!ec) fn();
   });
 }
+
+void UpstreamClient::shutdown() { impl_->shutdown(); }
 
 void UpstreamClient::stop() { impl_->stop(); }
 

@@ -25,9 +25,14 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/status.h"
 #include "protocol/http_types.h"
+
+namespace boost::asio {
+class io_context;
+}  // namespace boost::asio
 
 namespace baton::gateway {
 
@@ -79,8 +84,13 @@ class UpstreamPool {
 
 class UpstreamClient {
  public:
-  // Starts `threads` I/O threads (at least 1).
+  // Starts `threads` I/O threads (at least 1) of its own.
   explicit UpstreamClient(int threads, size_t max_idle_per_pool = 256);
+  // Runs on io_contexts that someone else runs (one thread each, e.g. the
+  // gateway's single-threaded front servers). A call started on a thread
+  // running one of them stays on it, so relaying needs no thread hop.
+  UpstreamClient(std::vector<std::shared_ptr<boost::asio::io_context>> loops,
+                 size_t max_idle_per_pool = 256);
   ~UpstreamClient();  // stop()
   UpstreamClient(const UpstreamClient&) = delete;
   UpstreamClient& operator=(const UpstreamClient&) = delete;
@@ -91,8 +101,13 @@ class UpstreamClient {
   // once stop() has begun.
   void run_after(std::chrono::nanoseconds delay, std::function<void()> fn);
 
-  // Closes every connection, ends every call and joins the threads. Must not
-  // run on an upstream thread. Idempotent.
+  // Cancels every call in flight and every pending run_after, closes idle
+  // connections; later calls fail at once (kUnavailable). Thread-safe,
+  // idempotent; returns without waiting for the cancellations to run.
+  void shutdown();
+
+  // shutdown(), then joins the threads this client started (none for
+  // external loops). Must not run on an upstream thread. Idempotent.
   void stop();
 
   class Impl;

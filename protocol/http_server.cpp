@@ -50,6 +50,9 @@ class HttpServer::Impl {
     std::string where = endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
     acceptor_.open(endpoint.protocol(), ec);
     if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+    if (!ec && state_->options.reuse_port) {
+      acceptor_.set_option(net::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>(true), ec);
+    }
     if (!ec) acceptor_.bind(endpoint, ec);
     if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
     if (ec) return unavailable("http: cannot listen on " + where + ": " + ec.message());
@@ -117,6 +120,7 @@ class HttpServer::Impl {
 
   uint16_t port() const { return port_; }
   size_t active() const { return state_->active.load(); }
+  std::shared_ptr<net::io_context> io_context() const { return {state_, &state_->ioc}; }
 
  private:
   void accept() {
@@ -202,5 +206,9 @@ uint16_t HttpServer::port() const { return impl_->port(); }
 void HttpServer::stop() { impl_->stop(); }
 
 size_t HttpServer::active_connections() const { return impl_->active(); }
+
+std::shared_ptr<boost::asio::io_context> HttpServer::io_context() const {
+  return impl_->io_context();
+}
 
 }  // namespace baton::protocol

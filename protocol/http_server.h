@@ -30,6 +30,10 @@
 #include "common/status.h"
 #include "protocol/http_types.h"
 
+namespace boost::asio {
+class io_context;
+}  // namespace boost::asio
+
 namespace baton::protocol {
 
 // How a handler answers one request. Exactly one response per request: either
@@ -105,6 +109,9 @@ struct HttpServerOptions {
   std::chrono::milliseconds idle_timeout{60000};    // keep-alive wait for a next request
   std::chrono::milliseconds write_timeout{30000};   // each write to the socket
   // * for a new connection, counted from the accept.
+  // SO_REUSEPORT: several servers (e.g. one single-threaded server per core)
+  // may listen on the same port; the kernel spreads connections over them.
+  bool reuse_port = false;
 };
 
 class HttpServer {
@@ -130,6 +137,13 @@ class HttpServer {
   // Connections currently open (not counting ones being refused with 503).
   // Thread-safe.
   size_t active_connections() const;
+
+  // The io_context the I/O threads run, for a caller that wants its own
+  // sockets and timers served by the same threads (the gateway keeps each
+  // upstream connection on the thread of its client connection). The pointer
+  // keeps the context alive; after stop() nothing runs it any more, and work
+  // the caller still has queued there delays stop() (up to its grace period).
+  std::shared_ptr<boost::asio::io_context> io_context() const;
 
   class Impl;
 
