@@ -1,6 +1,7 @@
 // `baton serve`: one engine behind the OpenAI-compatible API.
 
 #include <csignal>
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -24,6 +25,9 @@ struct ServeFlags {
   int port = 8000;
   std::string served_model_name;
   std::string role = "mixed";
+  std::string cluster_token;
+  std::string kv_host = "127.0.0.1";
+  int kv_port = 0;
   int threads = 0;
   std::string device = "cpu";
   double gpu_memory_utilization = 0.9;
@@ -64,11 +68,6 @@ int run_serve(const ServeFlags& f) {
     std::cerr << "baton serve: " << s.message() << "\n";
     return kExitUsage;
   }
-  if (f.role != "mixed") {
-    std::cerr << "baton serve: --role " << f.role
-              << " (disaggregated serving) is not part of this build yet; use --role mixed\n";
-    return kExitFailure;
-  }
   sigset_t signals = block_stop_signals();
 
   server::ServerOptions so;
@@ -81,12 +80,23 @@ int run_serve(const ServeFlags& f) {
   so.admission.max_in_flight = f.max_in_flight;
   so.admission.ttft_budget_s = f.ttft_budget_ms / 1000.0;
   so.max_tokens_limit = f.max_tokens_limit;
+  so.pd.role = *server::parse_role(f.role);  // CLI11 checked the name
+  so.pd.cluster_token = f.cluster_token;
+  if (so.pd.cluster_token.empty()) {
+    if (const char* env = std::getenv("BATON_CLUSTER_TOKEN")) so.pd.cluster_token = env;
+  }
+  so.pd.kv_host = f.kv_host;
+  so.pd.kv_port = static_cast<uint16_t>(f.kv_port);
   auto server = server::InstanceServer::start(so);
   if (!server.is_ok()) {
     std::cerr << "baton serve: " << server.status().message() << "\n";
     return kExitFailure;
   }
-  BATON_LOG_INFO("listening on http://{}:{} (loading {})", f.host, (*server)->port(), f.model);
+  BATON_LOG_INFO("listening on http://{}:{} as {} (loading {})", f.host, (*server)->port(), f.role,
+                 f.model);
+  if (!(*server)->kv_endpoint().empty()) {
+    BATON_LOG_INFO("KV transport on {}", (*server)->kv_endpoint());
+  }
 
   engine::EngineConfig ec;
   ec.model = f.model;
@@ -139,6 +149,13 @@ Run register_serve(CLI::App& app) {
   cmd->add_option("--role", f->role, "prefill, decode or mixed")
       ->check(CLI::IsMember({"prefill", "decode", "mixed"}))
       ->capture_default_str();
+  cmd->add_option("--cluster-token", f->cluster_token,
+                  "Secret for the internal P/D routes (default: $BATON_CLUSTER_TOKEN); required "
+                  "for the prefill and decode roles");
+  cmd->add_option("--kv-host", f->kv_host, "Address the KV transport binds (decode role)")
+      ->capture_default_str();
+  cmd->add_option("--kv-port", f->kv_port, "KV transport port (0: any free port)")
+      ->check(CLI::Range(0, 65535));
   cmd->add_option("--threads", f->threads, "CPU backend threads (0: all cores)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--device", f->device, "cpu, or cuda (GPU 0, bf16)")

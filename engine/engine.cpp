@@ -570,6 +570,7 @@ bool Engine::emit_token(Live& live, int32_t idx, const SampleResult& r, bool fin
         if (!(f.request_id == live.id && f.seq_index == idx)) finished.push_back(f);
       }
     }
+    update_stats(0, 0, /*counts_step=*/false);  // before anyone sees the sequence end
   }
   st.held.resize(best + (live.request.include_stop_str_in_output ? hit->size() : 0));
   d.text = std::move(st.held);
@@ -610,6 +611,7 @@ void Engine::finish_seq(Live& live, int32_t idx, FinishReason reason) {
 
 Status Engine::step() {
   StepPlan plan = scheduler_->plan();
+  if (!plan.aborted.empty()) update_stats(0, 0, /*counts_step=*/false);
   auto find_live = [&](RequestId id) {
     std::lock_guard lock(mu_);
     auto it = live_.find(id);
@@ -666,6 +668,8 @@ Status Engine::step() {
   }
   std::vector<FinishedSeq> finished = scheduler_->commit(plan, sampled);
   export_finished(finished);
+  // Stats first, so that whoever sees a request end also sees its blocks free.
+  update_stats(prompt_tokens, static_cast<int64_t>(sampled.size()));
 
   // Emit tokens, then look for stop strings in the text they completed.
   for (size_t i = 0; i < sampled.size(); ++i) {
@@ -686,8 +690,6 @@ Status Engine::step() {
   for (const FinishedSeq& f : finished) {
     if (auto l = find_live(f.request_id)) finish_seq(*l, f.seq_index, f.reason);
   }
-
-  update_stats(prompt_tokens, static_cast<int64_t>(sampled.size()));
   return Status::ok();
 }
 

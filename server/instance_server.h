@@ -9,13 +9,16 @@
 //
 // Routes: POST /v1/completions, POST /v1/chat/completions, GET /v1/models,
 // GET /health (200 only once the model is loaded), GET /metrics (Prometheus),
-// POST /tokenize, POST /detokenize.
+// POST /tokenize, POST /detokenize. Prefill and decode instances also serve
+// the internal P/D routes of protocol/pd.h (cluster token required); the
+// public routes stay available on every role.
 //
 // Thread-safety: start/attach_engine/stop from the owning thread; everything
 // else is internal.
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "common/metrics.h"
 #include "common/status.h"
@@ -25,11 +28,35 @@
 
 namespace baton::server {
 
+// What an instance does (DESIGN.md §3): both phases, or one side of
+// disaggregated serving.
+enum class Role { kMixed, kPrefill, kDecode };
+std::string_view role_name(Role r);
+Result<Role> parse_role(std::string_view name);
+
+struct PdOptions {
+  Role role = Role::kMixed;
+  // Required on /internal/ routes (x-baton-cluster-token); prefill and decode
+  // roles refuse to start without one.
+  std::string cluster_token;
+  // Where the KV transport listens (decode receives there); port 0 picks one.
+  std::string kv_host = "127.0.0.1";
+  uint16_t kv_port = 0;
+  // Longest lease a decode reservation may ask for.
+  int64_t max_lease_ms = 120000;
+  // How long a decode instance waits for its engine to reserve KV room.
+  int64_t reserve_timeout_ms = 10000;
+  // Bound on the internal worker queue (first-token messages, reservations).
+  int32_t worker_threads = 4;
+  int32_t worker_queue = 1024;
+};
+
 struct ServerOptions {
   protocol::HttpServerOptions http;
   AdmissionOptions admission;
   std::string served_model_name;  // the `model` clients send; default: the model's name
   int32_t max_tokens_limit = 0;   // largest max_tokens accepted; 0: the context length
+  PdOptions pd;
 };
 
 class InstanceServer {
@@ -43,6 +70,8 @@ class InstanceServer {
   Status attach_engine(std::unique_ptr<engine::Engine> engine);
 
   uint16_t port() const;
+  // "host:port" of the KV transport (decode role); "" for other roles.
+  std::string kv_endpoint() const;
   // Stops accepting, ends every stream, stops the engine. Idempotent.
   void stop();
 

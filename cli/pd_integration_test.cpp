@@ -1,0 +1,507 @@
+// Disaggregated serving across real processes: one `baton serve --role
+// prefill`, one `--role decode` and one mixed instance of the same model on
+// loopback. A coordinator written here drives protocol/pd.h exactly as the
+// gateway does; every answer must equal the mixed instance's, and faults
+// must end in clear errors with no KV left reserved.
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <future>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kvtransfer/wire.h"
+#include "protocol/http_client.h"
+#include "protocol/pd.h"
+#include "protocol/sse.h"
+
+namespace baton {
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+namespace pd = protocol::pd;
+
+constexpr char kToken[] = "test-cluster-token";
+constexpr auto kTimeout = std::chrono::seconds(60);
+
+// A `baton serve` child process; its port is read from its stdout.
+class Instance {
+ public:
+  Instance(const std::string& role, std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {std::string(BATON_BINARY_DIR) + "/cli/baton",
+                                     "serve",
+                                     "--model",
+                                     std::string(BATON_SOURCE_DIR) + "/tests/fixtures/tiny-llama3",
+                                     "--port",
+                                     "0",
+                                     "--threads",
+                                     "1",
+                                     "--kv-cache-mb",
+                                     "64",
+                                     "--role",
+                                     role,
+                                     "--log-level",
+                                     "warn"};
+    if (role != "mixed") {
+      args.push_back("--cluster-token");
+      args.push_back(kToken);
+    }
+    args.insert(args.end(), extra.begin(), extra.end());
+    int out[2];
+    EXPECT_EQ(pipe(out), 0);
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(out[1], STDOUT_FILENO);
+      close(out[0]);
+      close(out[1]);
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    close(out[1]);
+    fd_ = out[0];
+    // "Baton is serving on http://127.0.0.1:PORT/v1"
+    std::string seen;
+    const auto deadline = Clock::now() + kTimeout;
+    while (port_ == 0 && Clock::now() < deadline) {
+      pollfd p{fd_, POLLIN, 0};
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0))) <= 0) break;
+      char buf[512];
+      ssize_t n = read(fd_, buf, sizeof buf);
+      if (n <= 0) break;
+      seen.append(buf, static_cast<size_t>(n));
+      auto at = seen.find("serving on http://127.0.0.1:");
+      if (at != std::string::npos) {
+        auto rest = seen.substr(at + 28);
+        if (rest.find('/') != std::string::npos) port_ = std::stoi(rest.substr(0, rest.find('/')));
+      }
+    }
+    EXPECT_NE(port_, 0) << role << " instance did not start: " << seen;
+  }
+  ~Instance() { kill(SIGTERM); }
+  Instance(const Instance&) = delete;
+  Instance& operator=(const Instance&) = delete;
+
+  uint16_t port() const { return static_cast<uint16_t>(port_); }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  void kill(int sig) {
+    if (pid_ <= 0) return;
+    ::kill(pid_, sig);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+
+  json metrics_value(const std::string& name) const {
+    auto r = protocol::http_request("127.0.0.1", port(), "GET", "/metrics", "", {},
+                                    protocol::deadline_in(kTimeout));
+    EXPECT_TRUE(r.is_ok());
+    if (!r.is_ok()) return nullptr;
+    size_t at = r->body.find("\n" + name + " ");
+    if (at == std::string::npos) return nullptr;
+    size_t end = r->body.find('\n', at + 1);
+    return json::parse(r->body.substr(at + name.size() + 2, end - at - name.size() - 2));
+  }
+  double kv_usage() const { return metrics_value("baton:kv_cache_usage_perc").get<double>(); }
+
+ private:
+  pid_t pid_ = -1;
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+protocol::Headers internal_headers() {
+  return {{"Content-Type", "application/json"}, {std::string(pd::kTokenHeader), kToken}};
+}
+
+// What a client would have received.
+struct Answer {
+  int status = 0;
+  json body;                    // non-stream: the response; errors: the error body
+  std::vector<json> chunks;     // stream: every data chunk
+  std::optional<Status> error;  // an error event of the decode stream
+  std::vector<std::string> prefill_events;
+};
+
+// The client's view of a streamed answer: text and finish reason per choice.
+std::map<int, std::pair<std::string, std::string>> stream_text(const Answer& a, bool chat) {
+  std::map<int, std::pair<std::string, std::string>> out;
+  for (const auto& c : a.chunks) {
+    for (const auto& ch : c["choices"]) {
+      auto& [text, finish] = out[ch["index"].get<int>()];
+      if (chat) {
+        if (ch["delta"].contains("content") && ch["delta"]["content"].is_string()) {
+          text += ch["delta"]["content"].get<std::string>();
+        }
+      } else {
+        text += ch["text"].get<std::string>();
+      }
+      if (ch.contains("finish_reason") && ch["finish_reason"].is_string()) {
+        finish = ch["finish_reason"].get<std::string>();
+      }
+    }
+  }
+  return out;
+}
+
+Answer ask_mixed(const Instance& m, const std::string& path, const json& body) {
+  Answer a;
+  protocol::Headers h{{"Content-Type", "application/json"}};
+  if (body.value("stream", false)) {
+    protocol::SseParser parser;
+    auto r = protocol::http_stream("127.0.0.1", m.port(), "POST", path, body.dump(), h,
+                                   protocol::deadline_in(kTimeout), [&](std::string_view piece) {
+                                     for (auto& ev : parser.feed(piece)) {
+                                       if (!ev.is_done()) a.chunks.push_back(json::parse(ev.data));
+                                     }
+                                     return true;
+                                   });
+    EXPECT_TRUE(r.is_ok());
+    a.status = r.is_ok() ? r->status : 0;
+    return a;
+  }
+  auto r = protocol::http_request("127.0.0.1", m.port(), "POST", path, body.dump(), h,
+                                  protocol::deadline_in(kTimeout));
+  EXPECT_TRUE(r.is_ok());
+  a.status = r->status;
+  a.body = json::parse(r->body);
+  return a;
+}
+
+// The coordinator: decode reservation, then prefill with the ticket, relaying
+// the decode stream. `before_prefill` runs once the ticket is known.
+Answer ask_pd(const Instance& p, const Instance& d, pd::Api api, const json& body,
+              int64_t lease_ms = 30000,
+              const std::function<void(const pd::Ticket&)>& before_prefill = {}) {
+  Answer a;
+  pd::DecodeRequest dr{api, body, lease_ms};
+  protocol::SseParser parser;
+  std::thread prefill;
+  std::promise<void> prefill_done;
+  auto r = protocol::http_stream(
+      "127.0.0.1", d.port(), "POST", pd::kDecodePath, pd::to_json(dr).dump(), internal_headers(),
+      protocol::deadline_in(kTimeout), [&](std::string_view piece) {
+        for (auto& ev : parser.feed(piece)) {
+          if (ev.event == pd::kEventTicket) {
+            auto ticket = pd::parse_ticket(json::parse(ev.data));
+            EXPECT_TRUE(ticket.is_ok()) << ticket.status().to_string();
+            if (before_prefill) before_prefill(*ticket);
+            pd::PrefillRequest pr{api, body, *ticket, d.address()};
+            prefill = std::thread([&, pr] {
+              protocol::SseParser pp;
+              auto pres = protocol::http_stream(
+                  "127.0.0.1", p.port(), "POST", pd::kPrefillPath, pd::to_json(pr).dump(),
+                  internal_headers(), protocol::deadline_in(kTimeout), [&](std::string_view s) {
+                    for (auto& e : pp.feed(s)) {
+                      a.prefill_events.push_back(e.event == pd::kEventError ? e.data : e.event);
+                    }
+                    return true;
+                  });
+              if (pres.is_ok() && pres->status != 200) a.prefill_events.push_back("rejected");
+            });
+          } else if (ev.event == pd::kEventResponse) {
+            a.body = json::parse(ev.data);
+          } else if (ev.event == pd::kEventError) {
+            a.error = pd::parse_error_event(ev.data);
+          } else if (!ev.is_done()) {
+            a.chunks.push_back(json::parse(ev.data));
+          }
+        }
+        return true;
+      });
+  if (prefill.joinable()) prefill.join();
+  EXPECT_TRUE(r.is_ok()) << r.status().to_string();
+  a.status = r.is_ok() ? r->status : 0;
+  return a;
+}
+
+json completion(const std::string& prompt, int max_tokens) {
+  return json{{"model", "tiny-llama3"},
+              {"prompt", prompt},
+              {"max_tokens", max_tokens},
+              {"temperature", 0},
+              {"ignore_eos", true}};
+}
+
+std::string long_prompt(int words) {
+  std::string s;
+  for (int i = 0; i < words; ++i) s += "word" + std::to_string(i * 7 % 31) + " ";
+  return s;
+}
+
+void expect_same_choices(const json& pd_body, const json& mixed_body) {
+  ASSERT_TRUE(pd_body.contains("choices")) << pd_body.dump();
+  ASSERT_EQ(pd_body["choices"].size(), mixed_body["choices"].size());
+  for (size_t i = 0; i < mixed_body["choices"].size(); ++i) {
+    auto a = pd_body["choices"][i];
+    auto b = mixed_body["choices"][i];
+    EXPECT_EQ(a, b) << "choice " << i;
+  }
+  EXPECT_EQ(pd_body["usage"]["completion_tokens"], mixed_body["usage"]["completion_tokens"]);
+}
+
+class PdCluster : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    mixed_ = new Instance("mixed");
+    prefill_ = new Instance("prefill", {"--max-num-batched-tokens", "64"});
+    decode_ = new Instance("decode");
+  }
+  static void TearDownTestSuite() {
+    delete mixed_;
+    delete prefill_;
+    delete decode_;
+  }
+  void TearDown() override {
+    // Nothing stays reserved or held once every request has ended.
+    EXPECT_EQ(decode_->metrics_value("baton:num_requests_running"), 0);
+    EXPECT_EQ(prefill_->metrics_value("baton:num_requests_running"), 0);
+  }
+  static Instance* mixed_;
+  static Instance* prefill_;
+  static Instance* decode_;
+};
+Instance* PdCluster::mixed_ = nullptr;
+Instance* PdCluster::prefill_ = nullptr;
+Instance* PdCluster::decode_ = nullptr;
+
+TEST_F(PdCluster, GreedyCompletionIsIdenticalToMixed) {
+  json body = completion("The quick brown fox", 24);
+  auto pdr = ask_pd(*prefill_, *decode_, pd::Api::kCompletions, body);
+  ASSERT_EQ(pdr.status, 200);
+  ASSERT_FALSE(pdr.error) << pdr.error->to_string() << " prefill: " << json(pdr.prefill_events);
+  expect_same_choices(pdr.body, ask_mixed(*mixed_, "/v1/completions", body).body);
+  EXPECT_EQ(pdr.prefill_events, (std::vector<std::string>{"accepted", "first_token", "done"}));
+}
+
+TEST_F(PdCluster, SeededSamplingWithNAndLogprobsIsIdenticalToMixed) {
+  json body = completion("Once upon a time", 16);
+  body["temperature"] = 0.9;
+  body["top_p"] = 0.9;
+  body["n"] = 3;
+  body["seed"] = 42;
+  body["logprobs"] = 2;
+  auto pdr = ask_pd(*prefill_, *decode_, pd::Api::kCompletions, body);
+  ASSERT_FALSE(pdr.error) << pdr.error->to_string() << " prefill: " << json(pdr.prefill_events);
+  expect_same_choices(pdr.body, ask_mixed(*mixed_, "/v1/completions", body).body);
+}
+
+TEST_F(PdCluster, StreamedChatWithStopStringsIsIdenticalToMixed) {
+  json probe = {{"model", "tiny-llama3"},
+                {"messages", json::array({{{"role", "user"}, {"content", "Tell me a story"}}})},
+                {"max_tokens", 20},
+                {"temperature", 0},
+                {"ignore_eos", true}};
+  std::string text =
+      ask_mixed(*mixed_, "/v1/chat/completions", probe).body["choices"][0]["message"]["content"];
+  ASSERT_GE(text.size(), 8u);
+  // A stop string from the middle of the text, whole characters only.
+  std::string stop;
+  for (size_t i = text.size() / 2; i + 2 < text.size() && stop.empty(); ++i) {
+    const bool ascii = std::all_of(text.begin() + static_cast<std::ptrdiff_t>(i),
+                                   text.begin() + static_cast<std::ptrdiff_t>(i + 2),
+                                   [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+    if (ascii) stop = text.substr(i, 2);
+  }
+  if (stop.empty()) GTEST_SKIP() << "the model's reply has no ASCII in its second half";
+  json body = probe;
+  body["stop"] = json::array({stop});
+  body["stream"] = true;
+  auto pdr = ask_pd(*prefill_, *decode_, pd::Api::kChatCompletions, body);
+  ASSERT_FALSE(pdr.error) << pdr.error->to_string() << " prefill: " << json(pdr.prefill_events);
+  auto mixed = ask_mixed(*mixed_, "/v1/chat/completions", body);
+  auto got = stream_text(pdr, true);
+  EXPECT_EQ(got, stream_text(mixed, true));
+  EXPECT_EQ(got[0].second, "stop");
+}
+
+TEST_F(PdCluster, LongPromptsAndPrefixCacheHitsOnBothSides) {
+  json body = completion(long_prompt(300), 8);
+  auto mixed = ask_mixed(*mixed_, "/v1/completions", body).body;
+  std::vector<int32_t> cached;
+  for (int round = 0; round < 2; ++round) {
+    auto pdr = ask_pd(*prefill_, *decode_, pd::Api::kCompletions, body, 30000,
+                      [&](const pd::Ticket& t) { cached.push_back(t.entries[0].cached_tokens); });
+    ASSERT_FALSE(pdr.error) << pdr.error->to_string() << " prefill: " << json(pdr.prefill_events);
+    expect_same_choices(pdr.body, mixed);
+  }
+  ASSERT_EQ(cached.size(), 2u);
+  EXPECT_EQ(cached[0], 0);
+  EXPECT_GT(cached[1], 0);  // the decode side sent for only the missing part
+  EXPECT_GT(prefill_->metrics_value("baton:prefix_cache_hit_rate").get<double>(), 0.0);
+}
+
+TEST_F(PdCluster, ThirtyTwoConcurrentRequestsAreIdenticalToMixed) {
+  std::vector<json> bodies;
+  for (int i = 0; i < 32; ++i) {
+    json b = completion("Request number " + std::to_string(i) + " says", 6 + i % 5);
+    if (i % 3 == 0) {
+      b["temperature"] = 0.7;
+      b["seed"] = i;
+    }
+    bodies.push_back(b);
+  }
+  std::vector<std::future<Answer>> pds;
+  for (const auto& b : bodies) {
+    pds.push_back(std::async(std::launch::async, [&, b] {
+      return ask_pd(*prefill_, *decode_, pd::Api::kCompletions, b);
+    }));
+  }
+  for (size_t i = 0; i < bodies.size(); ++i) {
+    Answer a = pds[i].get();
+    ASSERT_FALSE(a.error) << a.error->to_string();
+    expect_same_choices(a.body, ask_mixed(*mixed_, "/v1/completions", bodies[i]).body);
+  }
+}
+
+TEST_F(PdCluster, InternalRoutesNeedTheClusterToken) {
+  json dr = pd::to_json(pd::DecodeRequest{pd::Api::kCompletions, completion("x", 2), 1000});
+  auto none = protocol::http_request("127.0.0.1", decode_->port(), "POST", pd::kDecodePath,
+                                     dr.dump(), {{"Content-Type", "application/json"}},
+                                     protocol::deadline_in(kTimeout));
+  EXPECT_EQ(none->status, 401);
+  auto wrong = protocol::http_request(
+      "127.0.0.1", decode_->port(), "POST", pd::kDecodePath, dr.dump(),
+      {{"Content-Type", "application/json"}, {std::string(pd::kTokenHeader), "guess"}},
+      protocol::deadline_in(kTimeout));
+  EXPECT_EQ(wrong->status, 403);
+  // A mixed instance has no internal routes at all.
+  auto mixed =
+      protocol::http_request("127.0.0.1", mixed_->port(), "POST", pd::kDecodePath, dr.dump(),
+                             internal_headers(), protocol::deadline_in(kTimeout));
+  EXPECT_EQ(mixed->status, 404);
+}
+
+TEST_F(PdCluster, AnExpiredLeaseReleasesTheReservation) {
+  // No prefill ever comes: the decode side gives the room back at the lease.
+  const double before = decode_->kv_usage();
+  pd::DecodeRequest dr{pd::Api::kCompletions, completion(long_prompt(120), 4), 300};
+  protocol::SseParser parser;
+  std::optional<Status> error;
+  auto r = protocol::http_stream("127.0.0.1", decode_->port(), "POST", pd::kDecodePath,
+                                 pd::to_json(dr).dump(), internal_headers(),
+                                 protocol::deadline_in(kTimeout), [&](std::string_view s) {
+                                   for (auto& ev : parser.feed(s)) {
+                                     if (ev.event == pd::kEventError) {
+                                       error = pd::parse_error_event(ev.data);
+                                     }
+                                   }
+                                   return true;
+                                 });
+  ASSERT_TRUE(r.is_ok());
+  ASSERT_TRUE(error.has_value());
+  EXPECT_EQ(error->code(), StatusCode::kDeadlineExceeded);
+  EXPECT_NE(error->message().find("kv_lease_expired"), std::string::npos) << error->message();
+  EXPECT_EQ(decode_->kv_usage(), before);
+}
+
+TEST_F(PdCluster, ACorruptedTransferIsRejectedWithAClearError) {
+  json body = completion(long_prompt(40), 4);
+  std::optional<Status> error;
+  auto a =
+      ask_pd(*prefill_, *decode_, pd::Api::kCompletions, body, 30000, [&](const pd::Ticket& t) {
+        // Before the real prefill, a forged message for this ticket
+        // whose checksum does not match its bytes.
+        const uint64_t bytes =
+            static_cast<uint64_t>(t.entries[0].prompt_token_ids.size() -
+                                  static_cast<size_t>(t.entries[0].cached_tokens)) *
+            static_cast<uint64_t>(2 * t.kv_shape.num_layers * t.kv_shape.num_kv_heads *
+                                  t.kv_shape.head_dim * t.kv_shape.dtype_size);
+        std::vector<uint8_t> msg(kvtransfer::wire::kHeaderBytes + bytes +
+                                 kvtransfer::wire::kTrailerBytes);
+        kvtransfer::wire::encode_header(
+            {kvtransfer::wire::FrameKind::kData, t.entries[0].transfer_id, bytes, 0}, msg.data());
+        kvtransfer::wire::encode_u64(12345, msg.data() + msg.size() - 8);
+        auto colon = t.kv_endpoint.rfind(':');
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in sa{};
+        sa.sin_family = AF_INET;
+        sa.sin_port = htons(static_cast<uint16_t>(std::stoi(t.kv_endpoint.substr(colon + 1))));
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+        ASSERT_EQ(write(fd, msg.data(), msg.size()), static_cast<ssize_t>(msg.size()));
+        close(fd);
+      });
+  ASSERT_TRUE(a.error.has_value()) << a.body.dump();
+  EXPECT_NE(a.error->message().find("KV transfer"), std::string::npos) << a.error->message();
+  EXPECT_EQ(decode_->kv_usage(), 0.0);
+}
+
+TEST(PdFaults, KillingThePrefillReleasesTheDecodeReservationAtItsLease) {
+  Instance prefill("prefill");
+  Instance decode("decode");
+  const double before = decode.kv_usage();
+  std::atomic<bool> killed{false};
+  auto a = ask_pd(prefill, decode, pd::Api::kCompletions, completion(long_prompt(200), 8), 1500,
+                  [&](const pd::Ticket&) {
+                    prefill.kill(SIGKILL);
+                    killed = true;
+                  });
+  ASSERT_TRUE(killed);
+  ASSERT_TRUE(a.error.has_value());
+  EXPECT_EQ(decode.kv_usage(), before);
+}
+
+TEST(PdFaults, KillingTheDecodeFailsThePrefillAndFreesItsKv) {
+  Instance prefill("prefill");
+  Instance decode("decode");
+  json body = completion(long_prompt(200), 8);
+  // Reserve on the decode side, then kill it before the prefill runs.
+  pd::DecodeRequest dr{pd::Api::kCompletions, body, 30000};
+  std::optional<pd::Ticket> ticket;
+  protocol::SseParser parser;
+  (void)protocol::http_stream("127.0.0.1", decode.port(), "POST", pd::kDecodePath,
+                              pd::to_json(dr).dump(), internal_headers(),
+                              protocol::deadline_in(kTimeout), [&](std::string_view s) {
+                                for (auto& ev : parser.feed(s)) {
+                                  if (ev.event == pd::kEventTicket) {
+                                    ticket = *pd::parse_ticket(json::parse(ev.data));
+                                  }
+                                }
+                                return !ticket.has_value();
+                              });
+  ASSERT_TRUE(ticket.has_value());
+  const std::string decode_address = decode.address();
+  decode.kill(SIGKILL);
+  pd::PrefillRequest pr{pd::Api::kCompletions, body, *ticket, decode_address};
+  protocol::SseParser pp;
+  std::vector<protocol::SseEvent> events;
+  auto r = protocol::http_stream("127.0.0.1", prefill.port(), "POST", pd::kPrefillPath,
+                                 pd::to_json(pr).dump(), internal_headers(),
+                                 protocol::deadline_in(kTimeout), [&](std::string_view s) {
+                                   pp.feed(s, events);
+                                   return true;
+                                 });
+  ASSERT_TRUE(r.is_ok());
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back().event, pd::kEventError);
+  EXPECT_EQ(prefill.kv_usage(), 0.0);
+  EXPECT_EQ(prefill.metrics_value("baton:num_requests_running"), 0);
+}
+
+}  // namespace
+}  // namespace baton
