@@ -16,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -56,6 +57,7 @@ struct UpFlags {
   double ttft_slo_ms = 2000;
   double tpot_slo_ms = 100;
   int ready_timeout_s = 600;
+  int restart_unhealthy_after_s = 20;
 };
 
 // One child of the cluster and how to tell that it is up.
@@ -65,7 +67,8 @@ struct Node {
   uint16_t port = 0;
   std::string log;
   bool ready = false;
-  bool waiting_back = false;  // restarted, not yet healthy again
+  bool waiting_back = false;                       // restarted, not yet healthy again
+  std::optional<Clock::TimePoint> forced_restart;  // when up last killed it for not answering
 };
 
 std::mutex out_mu;  // the terminal: the main thread and controller events
@@ -276,7 +279,11 @@ int run_up(UpFlags f, const CLI::App& cmd) {
   ctl::Supervisor sup(ctl::RestartPolicy{});
   auto add_instance = [&](const std::string& name, const std::string& role) -> Status {
     BATON_ASSIGN_OR_RETURN(uint16_t port, free_port());
-    Node n{name, role, port, (fs::path(f.log_dir) / (name + ".log")).string()};
+    Node n;
+    n.name = name;
+    n.kind = role;
+    n.port = port;
+    n.log = (fs::path(f.log_dir) / (name + ".log")).string();
     ctl::ChildSpec spec;
     spec.argv = {self,     "serve",     "--model", f.model,
                  "--host", "127.0.0.1", "--port",  std::to_string(port)};
@@ -302,8 +309,10 @@ int run_up(UpFlags f, const CLI::App& cmd) {
     started = add_instance("m" + std::to_string(i), "mixed");
   }
   if (started.is_ok() && gateway) {
-    Node g{"gateway", "gateway", static_cast<uint16_t>(f.port),
-           (fs::path(f.log_dir) / "gateway.log").string()};
+    Node g;
+    g.name = g.kind = "gateway";
+    g.port = static_cast<uint16_t>(f.port);
+    g.log = (fs::path(f.log_dir) / "gateway.log").string();
     ctl::ChildSpec spec;
     spec.argv = {self, "gateway", "--host", "127.0.0.1", "--port", std::to_string(f.port)};
     if (pd) spec.argv.insert(spec.argv.end(), {"--cluster-token", f.cluster_token});
@@ -446,11 +455,37 @@ int run_up(UpFlags f, const CLI::App& cmd) {
     print_events = true;
   }
 
+  // An instance the controller has had out of routing for this long is
+  // restarted: it is alive (or it would have been restarted already) but
+  // not answering.
+  auto restart_unanswering = [&] {
+    if (!controller || f.restart_unhealthy_after_s <= 0) return;
+    const auto now = SteadyClock::instance().now();
+    for (const ctl::InstanceStatus& s : controller->view().instances) {
+      const ctl::InstanceHealth& h = s.health;
+      if (h.state != ctl::HealthState::kUnhealthy || !h.since ||
+          now - *h.since < std::chrono::seconds(f.restart_unhealthy_after_s)) {
+        continue;
+      }
+      for (Node& n : nodes) {
+        if (n.name != s.member.id || n.waiting_back) continue;
+        if (n.forced_restart && *h.since <= *n.forced_restart) continue;  // already done
+        n.forced_restart = now;
+        say(n.name + " has not answered its health checks for " +
+            std::to_string(
+                std::chrono::duration_cast<std::chrono::seconds>(now - *h.since).count()) +
+            " s (last: " + h.last_error + "); restarting it");
+        sup.signal(n.name, SIGKILL);
+      }
+    }
+  };
+
   // Supervise until a stop signal.
   while (true) {
     bool signalled = false;
     print_supervisor(sup.poll(SteadyClock::instance().now() + 1s, sig_fd, &signalled));
     if (signalled) return shutdown(kExitOk);
+    restart_unanswering();
     for (Node& n : nodes) {
       if (n.waiting_back && healthy(n.port)) {
         n.waiting_back = false;
@@ -494,6 +529,10 @@ Run register_up(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--ready-timeout", f->ready_timeout_s, "Seconds to wait for health")
       ->check(CLI::Range(1, 86400));
+  cmd->add_option("--restart-unhealthy-after", f->restart_unhealthy_after_s,
+                  "Restart an instance out of routing this many seconds (0: never)")
+      ->check(CLI::Range(0, 86400))
+      ->capture_default_str();
   return [f, cmd] { return run_up(*f, *cmd); };
 }
 

@@ -76,6 +76,15 @@ class Up {
     }
   }
 
+  // Whether a line read so far matches `re`, else wait_for() it.
+  bool saw_or_wait_for(const std::string& re, std::chrono::seconds timeout) {
+    const std::regex pattern(re);
+    for (const auto& l : lines_) {
+      if (std::regex_search(l, pattern)) return true;
+    }
+    return !wait_for(re, timeout).empty();
+  }
+
   std::string output() const {
     std::string all;
     for (const auto& l : lines_) all += l + "\n";
@@ -159,6 +168,36 @@ TEST(BatonUp, ACrashedInstanceIsRestartedAndServesAgain) {
   EXPECT_NE(up.output().find("Stopped."), std::string::npos) << up.output();
   EXPECT_NE(kill(m0_again, 0), 0) << "the instance was stopped with the cluster";
   EXPECT_EQ(errno, ESRCH);
+  fs::remove_all(logs);
+}
+
+TEST(BatonUp, AnInstanceThatStopsAnsweringIsRestarted) {
+  fs::path logs = fs::temp_directory_path() / ("baton-up-test-hang-" + std::to_string(getpid()));
+  Up up({"--mixed", "1", "--port", std::to_string(free_port()), "--log-dir", logs.string(),
+         "--restart-unhealthy-after", "1", "--serve-arg=--threads=1",
+         "--serve-arg=--kv-cache-mb=64"});
+  auto instance = up.wait_for(R"(^  m0  mixed  http://127\.0\.0\.1:(\d+)  pid (\d+))", 120s);
+  ASSERT_FALSE(instance.empty()) << up.output();
+  const uint16_t m0_port = static_cast<uint16_t>(std::stoi(instance[1]));
+  const pid_t m0 = std::stoi(instance[2]);
+  ASSERT_FALSE(up.wait_for("Ctrl-C stops the cluster", 5s).empty()) << up.output();
+
+  // Frozen: the process lives, its socket accepts, nothing answers.
+  ASSERT_EQ(kill(m0, SIGSTOP), 0);
+  ASSERT_FALSE(up.wait_for(R"(controller: m0 .* out: unhealthy)", 60s).empty()) << up.output();
+  ASSERT_FALSE(up.wait_for("m0 has not answered its health checks", 60s).empty()) << up.output();
+  auto back = up.wait_for(R"(m0 is serving again \(pid (\d+))", 120s);
+  ASSERT_FALSE(back.empty()) << up.output();
+  EXPECT_NE(std::stoi(back[1]), m0);
+  auto direct = complete(m0_port);
+  ASSERT_TRUE(direct.is_ok()) << direct.status().to_string();
+  EXPECT_EQ(direct->status, 200) << direct->body;
+  // The controller takes it back into routing.
+  EXPECT_TRUE(up.saw_or_wait_for(R"(controller: m0 .* in: healthy)", 30s)) << up.output();
+
+  up.process().signal(SIGTERM);
+  ASSERT_TRUE(up.process().wait_until(SteadyClock::instance().now() + 60s)) << up.output();
+  EXPECT_EQ(baton::controller::describe_exit(up.process().wait_status()), "exited with code 0");
   fs::remove_all(logs);
 }
 

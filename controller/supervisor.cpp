@@ -114,6 +114,16 @@ void Supervisor::stop_all(std::chrono::milliseconds grace) {
   }
 }
 
+bool Supervisor::signal(const std::string& name, int sig) {
+  for (Entry& e : entries_) {
+    if (e.state.name == name && e.state.running) {
+      e.process.signal(sig);
+      return true;
+    }
+  }
+  return false;
+}
+
 std::vector<ChildState> Supervisor::children() const {
   std::vector<ChildState> out;
   for (const Entry& e : entries_) out.push_back(e.state);

@@ -79,6 +79,11 @@ class Supervisor {
   // SIGKILL; pending restarts are dropped. Idempotent.
   void stop_all(std::chrono::milliseconds grace);
 
+  // Sends `sig` to a running child's process group (e.g. SIGKILL to one that
+  // stopped answering: poll() then restarts it as for a crash). False when
+  // there is no such running child.
+  bool signal(const std::string& name, int sig);
+
   std::vector<ChildState> children() const;
   std::optional<ChildState> child(const std::string& name) const;
 

@@ -70,9 +70,10 @@ TEST(Supervisor, RestartsACrashedChildWithBackoff) {
   EXPECT_TRUE(sup.child("steady")->running);
   EXPECT_EQ(sup.child("steady")->restarts, 0);
 
-  // A child killed from outside is restarted too.
+  // A child killed from outside (or through signal()) is restarted too.
   pid_t steady = sup.child("steady")->pid;
-  kill(steady, SIGKILL);
+  EXPECT_FALSE(sup.signal("nobody", SIGKILL));
+  ASSERT_TRUE(sup.signal("steady", SIGKILL));
   deadline = SteadyClock::instance().now() + 20s;
   while (sup.child("steady")->restarts < 1 && SteadyClock::instance().now() < deadline) {
     sup.poll(deadline);
