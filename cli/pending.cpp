@@ -17,13 +17,6 @@ int missing(const std::string& cmd, const std::string& what) {
 }
 }  // namespace
 
-Run register_bench(CLI::App& app) {
-  auto* cmd = app.add_subcommand("bench", "Serving benchmark against an OpenAI-compatible URL");
-  auto url = std::make_shared<std::string>();
-  cmd->add_option("--url", *url, "Base URL of the endpoint");
-  return [] { return missing("bench", "the serving benchmark"); };
-}
-
 Run register_sim(CLI::App& app) {
   auto* cmd = app.add_subcommand("sim", "Discrete-event simulation of a cluster");
   auto config = std::make_shared<std::string>();

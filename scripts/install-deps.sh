@@ -15,6 +15,8 @@ packages=(
   python3
   # controller membership tests run a real etcd
   etcd-server
+  # baton bench plot (PNG figures from benchmark JSON)
+  gnuplot-nox
 )
 
 # Node.js and npm for the integration tests through the openai npm client;

@@ -1,0 +1,59 @@
+#pragma once
+
+// What `baton bench` writes: the summary table on the terminal (vLLM's
+// layout), the result JSON (vLLM's keys, plus the run's settings and a
+// per-second timeline for plots), per-request records as JSONL, and the
+// side-by-side table of `baton bench compare`.
+//
+// Pure formatting over values, plus the file writers.
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "bench/serving/metrics.h"
+
+namespace baton::bench {
+
+// The run's settings, recorded next to its metrics.
+struct RunInfo {
+  std::string label;  // a name for the run (compare uses it as column title)
+  std::string backend;
+  std::string base_url;
+  std::string endpoint;
+  std::string model;
+  std::string started_at;
+  int64_t num_prompts = 0;
+  double request_rate = 0;  // infinity for "all at once"
+  std::string rate_note;    // when not empty, replaces request_rate ("trace", "phases ...")
+  double burstiness = 1;
+  int max_concurrency = 0;  // 0: none
+  std::string workload;     // a one-line description
+  uint64_t seed = 0;
+};
+
+// The summary table as vLLM prints it.
+std::string format_summary(const RunInfo& info, const BenchmarkMetrics& m);
+
+// The result JSON: info fields, every metric (e.g. "mean_ttft_ms",
+// "p99_itl_ms", "request_goodput" (null without --goodput)), the per-request
+// arrays "input_lens", "output_lens", "ttfts", "tpots", "e2els", "start_times"
+// (seconds), "itls" (one list per request) and "errors", and "timeline".
+nlohmann::json result_json(const RunInfo& info, const BenchmarkMetrics& m,
+                           const std::vector<RequestRecord>& records);
+
+// One JSON object per request: every RequestRecord field.
+nlohmann::json record_json(const RequestRecord& r);
+
+Status write_json(const std::string& path, const nlohmann::json& j);
+Status write_records(const std::string& path, const std::vector<RequestRecord>& records);
+Result<nlohmann::json> read_json(const std::string& path);
+
+// The key of a percentile column, vLLM's spelling: 99 -> "p99", 99.9 -> "p99.9".
+std::string percentile_key(double p);
+
+// A table of the main metrics of several results (columns in order) with a
+// ratio column for each result after the first (its value / the first's).
+std::string format_comparison(const std::vector<nlohmann::json>& results);
+
+}  // namespace baton::bench
