@@ -195,6 +195,28 @@ std::string served_model(uint16_t port, const std::string& model_dir) {
   return fs::path(model_dir).filename().string();
 }
 
+struct GatewayEntry {
+  std::string name;
+  std::string address;
+  ctl::Role role = ctl::Role::kMixed;
+  bool draining = false;
+};
+
+// The gateway's YAML (gateway/gateway_config.h) for the cluster's instances.
+std::string gateway_yaml(uint16_t port, const std::string& token,
+                         const std::vector<GatewayEntry>& entries) {
+  std::string y = "# Written by `baton up`; rewritten when an instance changes role.\n";
+  y += "listen: {host: 127.0.0.1, port: " + std::to_string(port) + "}\n";
+  if (!token.empty()) y += "cluster_token: \"" + token + "\"\n";
+  y += "instances:\n";
+  for (const GatewayEntry& e : entries) {
+    y += "  - {name: " + e.name + ", url: \"http://" + e.address +
+         "\", role: " + std::string(ctl::role_name(e.role)) +
+         ", group: default, draining: " + (e.draining ? "true" : "false") + "}\n";
+  }
+  return y;
+}
+
 std::string progress_line(const std::vector<Node>& nodes, Clock::Duration elapsed) {
   std::string line = "Starting:";
   for (const Node& n : nodes) line += " " + n.name + (n.ready ? " ready" : " loading") + " ·";
@@ -277,13 +299,7 @@ int run_up(UpFlags f, const CLI::App& cmd) {
   std::vector<Node> nodes;
   std::vector<ctl::Member> members;
   ctl::Supervisor sup(ctl::RestartPolicy{});
-  auto add_instance = [&](const std::string& name, const std::string& role) -> Status {
-    BATON_ASSIGN_OR_RETURN(uint16_t port, free_port());
-    Node n;
-    n.name = name;
-    n.kind = role;
-    n.port = port;
-    n.log = (fs::path(f.log_dir) / (name + ".log")).string();
+  auto instance_spec = [&](const std::string& name, const std::string& role, uint16_t port) {
     ctl::ChildSpec spec;
     spec.argv = {self,     "serve",     "--model", f.model,
                  "--host", "127.0.0.1", "--port",  std::to_string(port)};
@@ -292,8 +308,17 @@ int run_up(UpFlags f, const CLI::App& cmd) {
     }
     if (have_pd) spec.argv.insert(spec.argv.end(), {"--cluster-token", f.cluster_token});
     spec.argv.insert(spec.argv.end(), f.serve_args.begin(), f.serve_args.end());
-    spec.log_path = n.log;
-    BATON_RETURN_IF_ERROR(sup.add(name, spec));
+    spec.log_path = (fs::path(f.log_dir) / (name + ".log")).string();
+    return spec;
+  };
+  auto add_instance = [&](const std::string& name, const std::string& role) -> Status {
+    BATON_ASSIGN_OR_RETURN(uint16_t port, free_port());
+    Node n;
+    n.name = name;
+    n.kind = role;
+    n.port = port;
+    n.log = (fs::path(f.log_dir) / (name + ".log")).string();
+    BATON_RETURN_IF_ERROR(sup.add(name, instance_spec(name, role, port)));
     members.push_back(ctl::Member{name, "127.0.0.1", port, *ctl::parse_role(role), "default"});
     nodes.push_back(std::move(n));
     return Status::ok();
@@ -308,22 +333,34 @@ int run_up(UpFlags f, const CLI::App& cmd) {
   for (int i = 0; i < f.mixed && started.is_ok(); ++i) {
     started = add_instance("m" + std::to_string(i), "mixed");
   }
+  // The gateway reads its instances from a YAML file that `up` rewrites (and
+  // signals with SIGHUP) when the controller changes an instance's role.
+  const std::string gateway_config = (fs::path(f.log_dir) / "gateway.yaml").string();
+  auto write_gateway_config = [&](const std::vector<GatewayEntry>& entries) -> Status {
+    const std::string tmp = gateway_config + ".tmp";
+    FILE* out = std::fopen(tmp.c_str(), "w");
+    if (out == nullptr) return unavailable("cannot write " + tmp);
+    std::string yaml =
+        gateway_yaml(static_cast<uint16_t>(f.port), pd ? f.cluster_token : "", entries);
+    bool ok = std::fwrite(yaml.data(), 1, yaml.size(), out) == yaml.size();
+    ok = std::fclose(out) == 0 && ok;
+    std::error_code rename_ec;
+    if (ok) fs::rename(tmp, gateway_config, rename_ec);
+    if (!ok || rename_ec) return unavailable("cannot write " + gateway_config);
+    return Status::ok();
+  };
   if (started.is_ok() && gateway) {
     Node g;
     g.name = g.kind = "gateway";
     g.port = static_cast<uint16_t>(f.port);
     g.log = (fs::path(f.log_dir) / "gateway.log").string();
+    std::vector<GatewayEntry> entries;
+    for (const ctl::Member& m : members) entries.push_back({m.id, m.address(), m.role, false});
+    started = write_gateway_config(entries);
     ctl::ChildSpec spec;
-    spec.argv = {self, "gateway", "--host", "127.0.0.1", "--port", std::to_string(f.port)};
-    if (pd) spec.argv.insert(spec.argv.end(), {"--cluster-token", f.cluster_token});
-    for (const ctl::Member& m : members) {
-      std::string flag = m.role == ctl::Role::kPrefill  ? "--prefill"
-                         : m.role == ctl::Role::kDecode ? "--decode"
-                                                        : "--upstream";
-      spec.argv.insert(spec.argv.end(), {flag, "http://" + m.address()});
-    }
+    spec.argv = {self, "gateway", "--config", gateway_config};
     spec.log_path = g.log;
-    started = sup.add("gateway", spec);
+    if (started.is_ok()) started = sup.add("gateway", spec);
     nodes.push_back(std::move(g));
   }
   if (!started.is_ok()) {
@@ -343,6 +380,7 @@ int run_up(UpFlags f, const CLI::App& cmd) {
   ctl::StaticMembership membership(members);
   std::unique_ptr<ctl::Controller> controller;
   bool print_events = false;
+  bool roles_changed = false;  // guarded by out_mu
   if (!f.no_controller) {
     ctl::ControllerOptions o;
     o.cluster_token = f.cluster_token;
@@ -357,9 +395,10 @@ int run_up(UpFlags f, const CLI::App& cmd) {
       return kExitFailure;
     }
     controller = std::move(*c);
-    controller->on_event([&print_events](const ctl::ControllerEvent& e) {
+    controller->on_event([&print_events, &roles_changed](const ctl::ControllerEvent& e) {
       if (e.message.find("first successful probe") != std::string::npos) return;
       std::lock_guard lock(out_mu);
+      if (e.kind == ctl::ControllerEvent::Kind::kRoleChange) roles_changed = true;
       if (print_events) std::cout << "controller: " << e.message << std::endl;
     });
   }
@@ -486,6 +525,35 @@ int run_up(UpFlags f, const CLI::App& cmd) {
     print_supervisor(sup.poll(SteadyClock::instance().now() + 1s, sig_fd, &signalled));
     if (signalled) return shutdown(kExitOk);
     restart_unanswering();
+    bool changed = false;
+    {
+      std::lock_guard lock(out_mu);
+      std::swap(changed, roles_changed);
+    }
+    if (changed && controller) {
+      // Draining instances take no new requests at the gateway; settled ones
+      // are routed by their new role and restart in it.
+      std::vector<GatewayEntry> entries;
+      for (const ctl::InstanceStatus& s : controller->view().instances) {
+        entries.push_back({s.member.id, s.member.address(), s.role, s.changing_role});
+        for (Node& n : nodes) {
+          if (n.name == s.member.id && !s.changing_role &&
+              n.kind != std::string(ctl::role_name(s.role))) {
+            n.kind = std::string(ctl::role_name(s.role));
+            (void)sup.set_spec(n.name, instance_spec(n.name, n.kind, n.port));
+            (void)membership.set_role(n.name, s.role);
+          }
+        }
+      }
+      if (gateway) {
+        Status w = write_gateway_config(entries);
+        if (w.is_ok()) {
+          sup.signal("gateway", SIGHUP);
+        } else {
+          say("baton up: " + w.message());
+        }
+      }
+    }
     for (Node& n : nodes) {
       if (n.waiting_back && healthy(n.port)) {
         n.waiting_back = false;

@@ -114,6 +114,16 @@ void Supervisor::stop_all(std::chrono::milliseconds grace) {
   }
 }
 
+Status Supervisor::set_spec(const std::string& name, ChildSpec spec) {
+  for (Entry& e : entries_) {
+    if (e.state.name == name) {
+      e.spec = std::move(spec);
+      return Status::ok();
+    }
+  }
+  return not_found("supervisor: no child " + name);
+}
+
 bool Supervisor::signal(const std::string& name, int sig) {
   for (Entry& e : entries_) {
     if (e.state.name == name && e.state.running) {

@@ -79,6 +79,10 @@ class Supervisor {
   // SIGKILL; pending restarts are dropped. Idempotent.
   void stop_all(std::chrono::milliseconds grace);
 
+  // Replaces the spec a child is restarted with (e.g. after a role change);
+  // the running process is left alone. kNotFound for an unknown name.
+  Status set_spec(const std::string& name, ChildSpec spec);
+
   // Sends `sig` to a running child's process group (e.g. SIGKILL to one that
   // stopped answering: poll() then restarts it as for a crash). False when
   // there is no such running child.

@@ -70,6 +70,18 @@ TEST(Supervisor, RestartsACrashedChildWithBackoff) {
   EXPECT_TRUE(sup.child("steady")->running);
   EXPECT_EQ(sup.child("steady")->restarts, 0);
 
+  // A new spec is used from the next restart on: flaky stops crashing.
+  EXPECT_EQ(sup.set_spec("nobody", sh("true")).code(), StatusCode::kNotFound);
+  ASSERT_TRUE(sup.set_spec("flaky", sh("exec sleep 60")).is_ok());
+  deadline = SteadyClock::instance().now() + 20s;
+  while (sup.child("flaky")->restarts < 4 && SteadyClock::instance().now() < deadline) {
+    sup.poll(deadline);
+  }
+  ASSERT_EQ(sup.child("flaky")->restarts, 4);
+  EXPECT_FALSE(sup.poll(SteadyClock::instance().now() + 300ms).size() > 0)
+      << "the new command keeps running";
+  EXPECT_TRUE(sup.child("flaky")->running);
+
   // A child killed from outside (or through signal()) is restarted too.
   pid_t steady = sup.child("steady")->pid;
   EXPECT_FALSE(sup.signal("nobody", SIGKILL));
