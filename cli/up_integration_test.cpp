@@ -201,6 +201,40 @@ TEST(BatonUp, AnInstanceThatStopsAnsweringIsRestarted) {
   fs::remove_all(logs);
 }
 
+TEST(BatonUp, WithNoShapeItServesTheDefaultModelAndSurvivesADecodeCrash) {
+  fs::path logs = fs::temp_directory_path() / ("baton-up-test-default-" + std::to_string(getpid()));
+  Up up({"--port", std::to_string(free_port()), "--log-dir", logs.string(),
+         "--serve-arg=--threads=1", "--serve-arg=--kv-cache-mb=64"});
+  auto banner = up.wait_for(R"(Baton is up: http://127\.0\.0\.1:(\d+)/v1  \((.*),)", 120s);
+  ASSERT_FALSE(banner.empty()) << up.output();
+  const uint16_t api = static_cast<uint16_t>(std::stoi(banner[1]));
+  const bool pd = banner[2] == "1 prefill + 1 decode";
+  if (!pd) EXPECT_EQ(banner[2], "1 mixed") << "without P/D roles in this build";
+  const std::string victim = pd ? "d0" : "m0";
+  auto line = up.wait_for("^  " + victim + R"(  \w+  http://127\.0\.0\.1:\d+  pid (\d+))", 5s);
+  ASSERT_FALSE(line.empty()) << up.output();
+  ASSERT_FALSE(up.wait_for("Ctrl-C stops the cluster", 5s).empty()) << up.output();
+  auto first = complete(api);
+  ASSERT_TRUE(first.is_ok()) << first.status().to_string();
+  ASSERT_EQ(first->status, 200) << first->body;
+
+  ASSERT_EQ(kill(std::stoi(line[1]), SIGKILL), 0);
+  ASSERT_FALSE(up.wait_for(victim + R"( is serving again)", 120s).empty()) << up.output();
+  int status = 0;
+  auto deadline = SteadyClock::instance().now() + 60s;
+  while (SteadyClock::instance().now() < deadline) {
+    auto r = complete(api);
+    status = r.is_ok() ? r->status : 0;
+    if (status == 200) break;
+    up.wait_for("^$never", 1s);
+  }
+  EXPECT_EQ(status, 200);
+  up.process().signal(SIGTERM);
+  ASSERT_TRUE(up.process().wait_until(SteadyClock::instance().now() + 60s)) << up.output();
+  EXPECT_EQ(baton::controller::describe_exit(up.process().wait_status()), "exited with code 0");
+  fs::remove_all(logs);
+}
+
 TEST(BatonUp, RefusesAnImpossibleShape) {
   Up up({"--prefill", "1", "--decode", "0"});
   ASSERT_TRUE(up.process().wait_until(SteadyClock::instance().now() + 30s));
