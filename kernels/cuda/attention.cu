@@ -7,8 +7,8 @@
 //   the online softmax runs on warp shuffles. Long contexts are split across
 //   blocks and the partial (max, sum, output) triples are merged by a second
 //   kernel. It serves decodes and short chunks, and any dtype and head size.
-// - The tiled kernel (FlashAttention-2-style prefill): one block of 4 warps
-//   per (sequence, query head, 64 query rows), bf16 tensor-core products
+// - The tiled kernel (FlashAttention-2-style prefill): one block of 8 warps
+//   per (sequence, query head, 128 query rows), bf16 tensor-core products
 //   (mma.sync) for S = Q K^T and O += P V with f32 accumulation in registers,
 //   online softmax in f32 over 64-token K/V tiles, causal over cached prefix
 //   plus chunk.
@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/ops.h"
@@ -29,6 +30,7 @@ constexpr int kRowTile = 32;   // tokens per K/V tile of the row kernel
 constexpr int kMaxAcc = 8;     // head_dim <= 32 * kMaxAcc
 constexpr int kMinSplit = 64;  // fewest tokens worth a split of their own
 constexpr int kMaxSplits = 64;
+constexpr int kPrefetch = 4;  // 16-byte K and V pieces per thread held for the next tile
 constexpr float kLog2e = 1.4426950408889634f;
 
 template <typename T, typename C>
@@ -65,51 +67,91 @@ __global__ void attn_rows_kernel(const T* __restrict__ q, const C* __restrict__ 
 
   __shared__ int64_t slot_s[kRowTile];
   const bool vec = sizeof(C) == 2 && hd % 8 == 0;  // 16-byte loads of 8 elements
+  // With few enough 16-byte pieces per thread, the next tile's K/V are
+  // loaded into registers while the current one is computed (pipelined).
+  const int vecs = hd / 8;
+  const bool pipelined = vec && kRowTile * vecs <= kPrefetch * static_cast<int>(blockDim.x);
+  uint4 pk[kPrefetch], pv[kPrefetch];
+  auto fetch = [&](int tile) {
+#pragma unroll
+    for (int u = 0; u < kPrefetch; ++u) {
+      const int i = static_cast<int>(threadIdx.x) + u * static_cast<int>(blockDim.x);
+      const int t = i / vecs, d = (i - t * vecs) * 8;
+      const int tok = tile + t;
+      pk[u] = make_uint4(0, 0, 0, 0);
+      pv[u] = pk[u];
+      if (i < kRowTile * vecs && tok < t1) {
+        const int64_t slot = static_cast<int64_t>(table[tok / bs]) * bs + tok % bs;
+        const int64_t off = (slot * hk + kvh) * hd + d;
+        pk[u] = *reinterpret_cast<const uint4*>(kc + off);
+        pv[u] = *reinterpret_cast<const uint4*>(vc + off);
+      }
+    }
+  };
+  if (pipelined && t0 < t1) fetch(t0);
   for (int tile = t0; tile < t1; tile += kRowTile) {
     __syncthreads();  // q_s written / previous tile consumed
     const int n = min(kRowTile, t1 - tile);
-    if (threadIdx.x < kRowTile) {
-      const int tok = tile + threadIdx.x;
-      slot_s[threadIdx.x] =
-          threadIdx.x < n ? static_cast<int64_t>(table[tok / bs]) * bs + tok % bs : -1;
-    }
-    __syncthreads();
-    // Tokens past the range are zero-filled, so every lane reads defined data.
-    if (vec) {
-      const int vecs = hd / 8;
-#pragma unroll 4
-      for (int i = threadIdx.x; i < kRowTile * vecs; i += blockDim.x) {
-        const int t = i / vecs, d = (i - t * vecs) * 8;
-        const int64_t slot = slot_s[t];
-        uint4 kr = make_uint4(0, 0, 0, 0), vr = kr;
-        if (slot >= 0) {
-          const int64_t off = (slot * hk + kvh) * hd + d;
-          kr = *reinterpret_cast<const uint4*>(kc + off);
-          vr = *reinterpret_cast<const uint4*>(vc + off);
-        }
-        const C* ke = reinterpret_cast<const C*>(&kr);
-        const C* ve = reinterpret_cast<const C*>(&vr);
+    if (pipelined) {
 #pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          k_s[t * ld + d + j] = to_f(ke[j]);
-          v_s[t * ld + d + j] = to_f(ve[j]);
+      for (int u = 0; u < kPrefetch; ++u) {
+        const int i = static_cast<int>(threadIdx.x) + u * static_cast<int>(blockDim.x);
+        if (i < kRowTile * vecs) {
+          const int t = i / vecs, d = (i - t * vecs) * 8;
+          const C* ke = reinterpret_cast<const C*>(&pk[u]);
+          const C* ve = reinterpret_cast<const C*>(&pv[u]);
+#pragma unroll
+          for (int j = 0; j < 8; ++j) {
+            k_s[t * ld + d + j] = to_f(ke[j]);
+            v_s[t * ld + d + j] = to_f(ve[j]);
+          }
         }
       }
+      __syncthreads();
+      if (tile + kRowTile < t1) fetch(tile + kRowTile);  // in flight during the compute below
     } else {
-      for (int i = threadIdx.x; i < kRowTile * hd; i += blockDim.x) {
-        const int t = i / hd, d = i - t * hd;
-        const int64_t slot = slot_s[t];
-        float kv = 0.0f, vv = 0.0f;
-        if (slot >= 0) {
-          const int64_t off = (slot * hk + kvh) * hd + d;
-          kv = to_f(kc[off]);
-          vv = to_f(vc[off]);
-        }
-        k_s[t * ld + d] = kv;
-        v_s[t * ld + d] = vv;
+      if (threadIdx.x < kRowTile) {
+        const int tok = tile + threadIdx.x;
+        slot_s[threadIdx.x] =
+            threadIdx.x < n ? static_cast<int64_t>(table[tok / bs]) * bs + tok % bs : -1;
       }
+      __syncthreads();
+      // Tokens past the range are zero-filled, so every lane reads defined data.
+      if (vec) {
+#pragma unroll 4
+        for (int i = threadIdx.x; i < kRowTile * vecs; i += blockDim.x) {
+          const int t = i / vecs, d = (i - t * vecs) * 8;
+          const int64_t slot = slot_s[t];
+          uint4 kr = make_uint4(0, 0, 0, 0), vr = kr;
+          if (slot >= 0) {
+            const int64_t off = (slot * hk + kvh) * hd + d;
+            kr = *reinterpret_cast<const uint4*>(kc + off);
+            vr = *reinterpret_cast<const uint4*>(vc + off);
+          }
+          const C* ke = reinterpret_cast<const C*>(&kr);
+          const C* ve = reinterpret_cast<const C*>(&vr);
+#pragma unroll
+          for (int j = 0; j < 8; ++j) {
+            k_s[t * ld + d + j] = to_f(ke[j]);
+            v_s[t * ld + d + j] = to_f(ve[j]);
+          }
+        }
+      } else {
+        for (int i = threadIdx.x; i < kRowTile * hd; i += blockDim.x) {
+          const int t = i / hd, d = i - t * hd;
+          const int64_t slot = slot_s[t];
+          float kv = 0.0f, vv = 0.0f;
+          if (slot >= 0) {
+            const int64_t off = (slot * hk + kvh) * hd + d;
+            kv = to_f(kc[off]);
+            vv = to_f(vc[off]);
+          }
+          k_s[t * ld + d] = kv;
+          v_s[t * ld + d] = vv;
+        }
+      }
+      __syncthreads();
     }
-    __syncthreads();
     float s = -INFINITY;
     if (lane < n) {
       const float* kr = k_s + lane * ld;
@@ -194,12 +236,12 @@ __global__ void attn_combine_kernel(const float* __restrict__ part, const int4* 
 // each warp owns 16 query rows; Q fragments, the scores S and the output O
 // stay in registers, and the score accumulators are re-packed as the A
 // operand of P V without a trip through shared memory. K is read as the B
-// operand with plain 32-bit shared loads, V through ldmatrix.trans. Fragment
+// operand through ldmatrix, V through ldmatrix.trans. Fragment
 // coordinates: g = lane / 4 (row, or column of B), t = lane % 4.
 
-constexpr int kTileQ = 64;  // query rows per block (16 per warp)
-constexpr int kTileK = 64;  // K/V tokens per step
-constexpr int kTiledWarps = 4;
+constexpr int kTileQ = 128;  // query rows per block (16 per warp)
+constexpr int kTileK = 64;   // K/V tokens per step
+constexpr int kTiledWarps = 8;
 
 __device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
                                          uint32_t b1) {
@@ -208,6 +250,13 @@ __device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], 
       "{%8, %9}, {%0, %1, %2, %3};"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
+  const auto addr = static_cast<uint32_t>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
 }
 
 __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
@@ -290,6 +339,10 @@ __global__ void __launch_bounds__(kTiledWarps * 32)
   // ldmatrix.x4.trans source rows of V: matrix lane / 8, row lane % 8.
   const int v_tok = (lane & 7) + ((lane >> 3) & 1) * 8;
   const int v_dim = (lane >> 4) * 8;
+  // ldmatrix.x4 source rows of K: tokens 0-7 / 8-15 by lane / 16, dims 0-7 /
+  // 8-15 by (lane / 8) % 2.
+  const int k_tok = (lane & 7) + (lane >> 4) * 8;
+  const int k_dim = ((lane >> 3) & 1) * 8;
 
   for (int j0 = 0; j0 < kv_end; j0 += kTileK) {
     __syncthreads();  // previous tile consumed
@@ -315,10 +368,11 @@ __global__ void __launch_bounds__(kTiledWarps * 32)
 #pragma unroll
     for (int k = 0; k < HD / 16; ++k) {
 #pragma unroll
-      for (int j = 0; j < kTileK / 8; ++j) {
-        const __nv_bfloat16* kr = k_s + (j * 8 + g) * kLd + k * 16 + 2 * t;
-        mma_bf16(s[j], qf[k], *reinterpret_cast<const uint32_t*>(kr),
-                 *reinterpret_cast<const uint32_t*>(kr + 8));
+      for (int jj = 0; jj < kTileK / 16; ++jj) {
+        uint32_t b[4];  // B fragments of the n-tiles 2 jj and 2 jj + 1
+        ldmatrix_x4(b, k_s + (jj * 16 + k_tok) * kLd + k * 16 + k_dim);
+        mma_bf16(s[2 * jj], qf[k], b[0], b[1]);
+        mma_bf16(s[2 * jj + 1], qf[k], b[2], b[3]);
       }
     }
     // Scale, mask, and the running max of the two rows.
@@ -422,6 +476,210 @@ void launch_tiled(const Tensor& q, const KvCacheView& cache, const AttentionPlan
   BATON_CUDA_LAUNCH_CHECK();
 }
 
+// ---- GQA decode kernel (bf16 cache, head size 64 or 128) -------------------
+//
+// The same work items, splits and partial layout as the row kernel, without
+// shared-memory staging: each warp walks its own tokens of the split, a token
+// spread over HD / 8 lanes that each hold 8 of its dimensions (one 16-byte
+// load of K and one of V), and scores it against all G query heads of the KV
+// head from registers. Online softmax state is per lane group; groups and
+// warps are merged once at the end. Shared memory traffic per token is then
+// nil, so the loop is bound by the KV reads alone.
+
+constexpr int kGqaWarps = 4;
+constexpr int kGqaUnroll = 4;  // tokens of a lane group in flight
+
+__device__ __forceinline__ void bf16x8_to_float(const uint4& v, float (&f)[8]) {
+  const auto* h = reinterpret_cast<const __nv_bfloat162*>(&v);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 x = __bfloat1622float2(h[i]);
+    f[2 * i] = x.x;
+    f[2 * i + 1] = x.y;
+  }
+}
+
+template <typename T, int HD, int G>
+__global__ void __launch_bounds__(kGqaWarps * 32)
+    attn_gqa_kernel(const T* __restrict__ q, const __nv_bfloat16* __restrict__ kc,
+                    const __nv_bfloat16* __restrict__ vc, T* __restrict__ out,
+                    float* __restrict__ part, const int4* __restrict__ items,
+                    const int32_t* __restrict__ tables, int hk, int bs, float scale_log2,
+                    int split_len, const int32_t* __restrict__ split_len_dev, int num_splits) {
+  constexpr int kLanes = HD / 8;         // lanes per token
+  constexpr int kPerStep = 32 / kLanes;  // tokens per warp step
+  __shared__ float merge_s[kGqaWarps][G][HD + 2];
+  const int4 it = items[blockIdx.x];
+  const int kvh = blockIdx.y, split = blockIdx.z;
+  const int row = it.y, ctx = it.z;
+  const int32_t* table = tables + it.w;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int sub = lane / kLanes, piece = lane % kLanes;
+  const int hq = hk * G;
+  if (split_len_dev != nullptr) split_len = *split_len_dev;
+  const int t0 = split * split_len;
+  const int t1 = min(ctx, t0 + split_len);
+
+  float qf[G][8];
+  {
+    const T* qrow = q + static_cast<int64_t>(row) * hq * HD + static_cast<int64_t>(kvh) * G * HD;
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+#pragma unroll
+      for (int j = 0; j < 8; ++j) qf[g][j] = to_f(qrow[g * HD + piece * 8 + j]) * scale_log2;
+    }
+  }
+  float m[G], l[G], acc[G][8];
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+    m[g] = -INFINITY;
+    l[g] = 0.0f;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) acc[g][j] = 0.0f;
+  }
+  const int64_t tok_stride = static_cast<int64_t>(hk) * HD;
+  constexpr int kStride = kGqaWarps * kPerStep;  // tokens between a group's steps
+  // The loop bound is the same for the whole warp (shuffles inside).
+  for (int base = t0 + warp * kPerStep; base < t1; base += kStride * kGqaUnroll) {
+    uint4 kr[kGqaUnroll], vr[kGqaUnroll];
+#pragma unroll
+    for (int u = 0; u < kGqaUnroll; ++u) {
+      const int tok = base + sub + u * kStride;
+      kr[u] = make_uint4(0, 0, 0, 0);
+      vr[u] = kr[u];
+      if (tok < t1) {
+        const int64_t slot = static_cast<int64_t>(table[tok / bs]) * bs + tok % bs;
+        const int64_t off = slot * tok_stride + static_cast<int64_t>(kvh) * HD + piece * 8;
+        kr[u] = *reinterpret_cast<const uint4*>(kc + off);
+        vr[u] = *reinterpret_cast<const uint4*>(vc + off);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kGqaUnroll; ++u) {
+      // Every lane of a warp takes part in the shuffles, valid token or not.
+      const bool valid = base + sub + u * kStride < t1;
+      float kf[8], vf[8];
+      bf16x8_to_float(kr[u], kf);
+      bf16x8_to_float(vr[u], vf);
+#pragma unroll
+      for (int g = 0; g < G; ++g) {
+        float sc = 0.0f;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) sc = fmaf(qf[g][j], kf[j], sc);
+#pragma unroll
+        for (int o = 1; o < kLanes; o <<= 1) sc += __shfl_xor_sync(0xffffffffu, sc, o);
+        if (valid) {
+          const float nm = fmaxf(m[g], sc);
+          const float corr = exp2f(m[g] - nm);  // 0 while m is -inf
+          const float p = exp2f(sc - nm);
+          l[g] = l[g] * corr + p;
+#pragma unroll
+          for (int j = 0; j < 8; ++j) acc[g][j] = fmaf(acc[g][j], corr, p * vf[j]);
+          m[g] = nm;
+        }
+      }
+    }
+  }
+
+  // Merge the lane groups of the warp (same piece, other tokens), then warps.
+#pragma unroll
+  for (int o = kLanes; o < 32; o <<= 1) {
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      const float om = __shfl_xor_sync(0xffffffffu, m[g], o);
+      const float ol = __shfl_xor_sync(0xffffffffu, l[g], o);
+      const float nm = fmaxf(m[g], om);
+      const float a = nm == -INFINITY ? 0.0f : exp2f(m[g] - nm);
+      const float b = nm == -INFINITY ? 0.0f : exp2f(om - nm);
+      l[g] = l[g] * a + ol * b;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const float oa = __shfl_xor_sync(0xffffffffu, acc[g][j], o);
+        acc[g][j] = acc[g][j] * a + oa * b;
+      }
+      m[g] = nm;
+    }
+  }
+  if (sub == 0) {
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+#pragma unroll
+      for (int j = 0; j < 8; ++j) merge_s[warp][g][piece * 8 + j] = acc[g][j];
+      if (piece == 0) {
+        merge_s[warp][g][HD] = m[g];
+        merge_s[warp][g][HD + 1] = l[g];
+      }
+    }
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < G * HD; i += blockDim.x) {
+    const int g = i / HD, d = i - g * HD;
+    float mx = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kGqaWarps; ++w) mx = fmaxf(mx, merge_s[w][g][HD]);
+    float lsum = 0.0f, v = 0.0f;
+    if (mx != -INFINITY) {
+#pragma unroll
+      for (int w = 0; w < kGqaWarps; ++w) {
+        const float e = exp2f(merge_s[w][g][HD] - mx);
+        lsum += e * merge_s[w][g][HD + 1];
+        v += e * merge_s[w][g][d];
+      }
+    }
+    const int h = kvh * G + g;
+    if (num_splits == 1) {
+      out[static_cast<int64_t>(row) * hq * HD + static_cast<int64_t>(h) * HD + d] =
+          from_f<T>(v / lsum);
+    } else {
+      float* p =
+          part + ((static_cast<int64_t>(blockIdx.x) * hq + h) * num_splits + split) * (HD + 2);
+      p[d] = v;
+      if (d == 0) {
+        p[HD] = mx;
+        p[HD + 1] = lsum;
+      }
+    }
+  }
+}
+
+template <typename T>
+bool launch_gqa(const Tensor& q, const KvCacheView& cache, const AttentionPlan& plan, int hq,
+                float scale_log2, Tensor& out, cudaStream_t s) {
+  const int hk = cache.num_kv_heads, hd = cache.head_dim, G = hq / hk;
+  if (cache.k.dtype != DType::kBF16 || (hd != 64 && hd != 128)) return false;
+  if (G != 1 && G != 2 && G != 4 && G != 8) return false;
+  dim3 grid(plan.num_items, hk, plan.num_splits);
+  auto go = [&](auto hd_c, auto g_c) {
+    constexpr int HD = decltype(hd_c)::value, GG = decltype(g_c)::value;
+    attn_gqa_kernel<T, HD, GG><<<grid, kGqaWarps * 32, 0, s>>>(
+        q.as<T>(), cache.k.as<__nv_bfloat16>(), cache.v.as<__nv_bfloat16>(), out.as<T>(),
+        plan.partials, plan.items, plan.tables, hk, cache.block_size, scale_log2, plan.split_len,
+        plan.split_len_dev, plan.num_splits);
+  };
+  auto with_g = [&](auto hd_c) {
+    switch (G) {
+      case 1:
+        go(hd_c, std::integral_constant<int, 1>{});
+        break;
+      case 2:
+        go(hd_c, std::integral_constant<int, 2>{});
+        break;
+      case 4:
+        go(hd_c, std::integral_constant<int, 4>{});
+        break;
+      default:
+        go(hd_c, std::integral_constant<int, 8>{});
+    }
+  };
+  if (hd == 128) {
+    with_g(std::integral_constant<int, 128>{});
+  } else {
+    with_g(std::integral_constant<int, 64>{});
+  }
+  BATON_CUDA_LAUNCH_CHECK();
+  return true;
+}
+
 }  // namespace
 
 int32_t attention_splits(int32_t num_items, int32_t num_kv_heads, int32_t max_ctx, int num_sms,
@@ -469,8 +727,10 @@ void launch_attention(const Tensor& q, const KvCacheView& cache, const Attention
   dim3 grid(plan.num_items, hk, plan.num_splits);
   dispatch_act(q.dtype, [&](auto qt) {
     using T = typename decltype(qt)::type;
+    const bool gqa = launch_gqa<T>(q, cache, plan, hq, scale_log2, out, s);
     dispatch_float(cache.k.dtype, [&](auto ct) {
       using C = typename decltype(ct)::type;
+      if (gqa) return;
       if (smem > 48 * 1024) {
         cudaFuncSetAttribute(attn_rows_kernel<T, C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                              static_cast<int>(smem));
@@ -480,12 +740,12 @@ void launch_attention(const Tensor& q, const KvCacheView& cache, const Attention
           plan.tables, hq, hk, hd, cache.block_size, scale_log2, plan.split_len, plan.split_len_dev,
           plan.num_splits);
       BATON_CUDA_LAUNCH_CHECK();
-      if (plan.num_splits > 1) {
-        attn_combine_kernel<T><<<dim3(plan.num_items, hq), 128, 0, s>>>(
-            plan.partials, plan.items, out.as<T>(), hq, hd, plan.num_splits);
-        BATON_CUDA_LAUNCH_CHECK();
-      }
     });
+    if (plan.num_splits > 1) {
+      attn_combine_kernel<T><<<dim3(plan.num_items, hq), 128, 0, s>>>(
+          plan.partials, plan.items, out.as<T>(), hq, hd, plan.num_splits);
+      BATON_CUDA_LAUNCH_CHECK();
+    }
   });
 }
 
