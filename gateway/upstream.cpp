@@ -333,7 +333,7 @@ class CallImpl final : public UpstreamCall, public std::enable_shared_from_this<
   void read_header() {
     parser_.emplace();
     parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
-    conn_->stream.expires_after(options_.first_byte_timeout);
+    // The expiry write() set covers the wait for the headers too.
     http::async_read_header(
         conn_->stream, conn_->buffer, *parser_, [self = shared_from_this()](error_code ec, size_t) {
           if (self->done_) return;
