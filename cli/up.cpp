@@ -195,6 +195,39 @@ std::string served_model(uint16_t port, const std::string& model_dir) {
   return fs::path(model_dir).filename().string();
 }
 
+// Exits before first becoming ready after which `up` gives up.
+constexpr int kStartupAttempts = 3;
+
+// The last `lines` lines of a log file, indented.
+std::string log_tail(const std::string& path, size_t lines) {
+  FILE* in = std::fopen(path.c_str(), "r");
+  if (in == nullptr) return "  (no log)";
+  std::string text;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), in)) > 0) {
+    text.append(buf, n);
+    if (text.size() > (64 << 10)) text.erase(0, text.size() - (32 << 10));
+  }
+  std::fclose(in);
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  size_t at = text.size();
+  for (size_t k = 0; k < lines && at != std::string::npos && at > 0; ++k) {
+    at = text.rfind('\n', at - 1);
+  }
+  std::string tail = at == std::string::npos ? text : text.substr(at + 1);
+  std::string out;
+  size_t start = 0;
+  while (start <= tail.size()) {
+    size_t nl = tail.find('\n', start);
+    out += "  " + tail.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
+    if (nl == std::string::npos) break;
+    out += "\n";
+    start = nl + 1;
+  }
+  return out;
+}
+
 struct GatewayEntry {
   std::string name;
   std::string address;
@@ -456,10 +489,27 @@ int run_up(UpFlags f, const CLI::App& cmd) {
       return shutdown(kExitFailure);
     }
     bool signalled = false;
-    print_supervisor(sup.poll(SteadyClock::instance().now() + 250ms, sig_fd, &signalled));
+    auto events = sup.poll(SteadyClock::instance().now() + 250ms, sig_fd, &signalled);
+    print_supervisor(events);
     if (signalled) {
       if (tty) std::cout << "\n";
       return shutdown(kExitOk);
+    }
+    // A child that keeps failing before it was ever ready (a bad model path,
+    // a bad flag) will not get better: say why and stop.
+    for (const auto& e : events) {
+      auto st = sup.child(e.name);
+      if (e.kind != ctl::SupervisorEvent::Kind::kExited || !st ||
+          st->consecutive_failures < kStartupAttempts) {
+        continue;
+      }
+      for (const Node& n : nodes) {
+        if (n.name == e.name && !n.ready) {
+          say(n.name + " failed " + std::to_string(kStartupAttempts) +
+              " times before it was ready; the end of " + n.log + ":\n" + log_tail(n.log, 10));
+          return shutdown(kExitFailure);
+        }
+      }
     }
   }
   for (Node& n : nodes) n.waiting_back = false;

@@ -235,6 +235,20 @@ TEST(BatonUp, WithNoShapeItServesTheDefaultModelAndSurvivesADecodeCrash) {
   fs::remove_all(logs);
 }
 
+TEST(BatonUp, AnInstanceThatCannotStartEndsUpWithItsError) {
+  fs::path logs = fs::temp_directory_path() / ("baton-up-test-bad-" + std::to_string(getpid()));
+  Up up({"--mixed", "1", "--port", std::to_string(free_port()), "--log-dir", logs.string(),
+         "--model", "/no/such/model"});
+  ASSERT_FALSE(up.wait_for("m0 failed 3 times before it was ready", 60s).empty()) << up.output();
+  ASSERT_TRUE(up.process().wait_until(SteadyClock::instance().now() + 60s)) << up.output();
+  EXPECT_EQ(baton::controller::describe_exit(up.process().wait_status()), "exited with code 1");
+  up.wait_for("^Stopped", 5s);
+  EXPECT_NE(up.output().find("/no/such/model"), std::string::npos)
+      << "the instance's own error is shown:\n"
+      << up.output();
+  fs::remove_all(logs);
+}
+
 TEST(BatonUp, RefusesAnImpossibleShape) {
   Up up({"--prefill", "1", "--decode", "0"});
   ASSERT_TRUE(up.process().wait_until(SteadyClock::instance().now() + 30s));
