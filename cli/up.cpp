@@ -252,11 +252,13 @@ std::string gateway_yaml(uint16_t port, const std::string& token,
 
 std::string progress_line(const std::vector<Node>& nodes, Clock::Duration elapsed) {
   std::string line = "Starting:";
-  for (const Node& n : nodes) line += " " + n.name + (n.ready ? " ready" : " loading") + " ·";
-  line.pop_back();
-  line += "[" + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(elapsed).count()) +
-          "s]";
-  return line;
+  const char* sep = " ";
+  for (const Node& n : nodes) {
+    line += sep + n.name + (n.ready ? " ready" : " loading");
+    sep = " · ";
+  }
+  return line + "  [" +
+         std::to_string(std::chrono::duration_cast<std::chrono::seconds>(elapsed).count()) + " s]";
 }
 
 int run_up(UpFlags f, const CLI::App& cmd) {
