@@ -30,6 +30,7 @@
 #include "kvtransfer/wire.h"
 #include "protocol/http_client.h"
 #include "protocol/pd.h"
+#include "protocol/pd_client.h"
 #include "protocol/sse.h"
 
 namespace baton {
@@ -192,50 +193,25 @@ Answer ask_mixed(const Instance& m, const std::string& path, const json& body) {
   return a;
 }
 
-// The coordinator: decode reservation, then prefill with the ticket, relaying
-// the decode stream. `before_prefill` runs once the ticket is known.
+// The coordinator (protocol/pd_client.h), its outcome seen as a client's
+// answer. `before_prefill` runs once the ticket is known.
 Answer ask_pd(const Instance& p, const Instance& d, pd::Api api, const json& body,
               int64_t lease_ms = 30000,
               const std::function<void(const pd::Ticket&)>& before_prefill = {}) {
-  Answer a;
-  pd::DecodeRequest dr{api, body, lease_ms};
-  protocol::SseParser parser;
-  std::thread prefill;
-  std::promise<void> prefill_done;
-  auto r = protocol::http_stream(
-      "127.0.0.1", d.port(), "POST", pd::kDecodePath, pd::to_json(dr).dump(), internal_headers(),
-      protocol::deadline_in(kTimeout), [&](std::string_view piece) {
-        for (auto& ev : parser.feed(piece)) {
-          if (ev.event == pd::kEventTicket) {
-            auto ticket = pd::parse_ticket(json::parse(ev.data));
-            EXPECT_TRUE(ticket.is_ok()) << ticket.status().to_string();
-            if (before_prefill) before_prefill(*ticket);
-            pd::PrefillRequest pr{api, body, *ticket, d.address()};
-            prefill = std::thread([&, pr] {
-              protocol::SseParser pp;
-              auto pres = protocol::http_stream(
-                  "127.0.0.1", p.port(), "POST", pd::kPrefillPath, pd::to_json(pr).dump(),
-                  internal_headers(), protocol::deadline_in(kTimeout), [&](std::string_view s) {
-                    for (auto& e : pp.feed(s)) {
-                      a.prefill_events.push_back(e.event == pd::kEventError ? e.data : e.event);
-                    }
-                    return true;
-                  });
-              if (pres.is_ok() && pres->status != 200) a.prefill_events.push_back("rejected");
-            });
-          } else if (ev.event == pd::kEventResponse) {
-            a.body = json::parse(ev.data);
-          } else if (ev.event == pd::kEventError) {
-            a.error = pd::parse_error_event(ev.data);
-          } else if (!ev.is_done()) {
-            a.chunks.push_back(json::parse(ev.data));
-          }
-        }
-        return true;
-      });
-  if (prefill.joinable()) prefill.join();
+  pd::PdRequestOptions o;
+  o.cluster_token = kToken;
+  o.lease_ms = lease_ms;
+  o.timeout = kTimeout;
+  o.on_ticket = before_prefill;
+  auto r = pd::run_pd_request({"127.0.0.1", p.port()}, {"127.0.0.1", d.port()}, api, body, o);
   EXPECT_TRUE(r.is_ok()) << r.status().to_string();
-  a.status = r.is_ok() ? r->status : 0;
+  Answer a;
+  if (!r.is_ok()) return a;
+  a.status = r->decode_status;
+  if (!r->body.empty()) a.body = json::parse(r->body);
+  for (const auto& c : r->chunks) a.chunks.push_back(json::parse(c));
+  a.error = r->error;
+  a.prefill_events = r->prefill_events;
   return a;
 }
 
