@@ -274,6 +274,29 @@ class CallImpl final : public UpstreamCall, public std::enable_shared_from_this<
   }
 
  private:
+  // One timer per call, re-armed lazily: arm() only moves the deadline, and
+  // the timer, when it fires early, waits again for the rest. The sockets
+  // themselves carry no expiry, so a read or write arms no timer of its own.
+  void arm(std::chrono::milliseconds d) {
+    deadline_ = std::chrono::steady_clock::now() + d;
+    if (!timer_) {
+      timer_.emplace(ioc_);
+      wait_timer();
+    } else if (deadline_ < timer_->expiry()) {
+      timer_->cancel();  // its handler waits again for the earlier deadline
+    }
+  }
+
+  void wait_timer() {
+    timer_->expires_at(deadline_);
+    timer_->async_wait([self = shared_from_this()](error_code) {
+      if (self->done_) return;
+      if (std::chrono::steady_clock::now() < self->deadline_) return self->wait_timer();
+      self->timed_out_ = true;
+      self->close_socket();
+    });
+  }
+
   void acquire() {
     if (done_) return;
     if (pool_->client()->stopping.load()) {
@@ -293,13 +316,12 @@ class CallImpl final : public UpstreamCall, public std::enable_shared_from_this<
     auto eps = pool_->endpoints(ioc_);
     if (!eps.is_ok()) return finish({eps.status(), true});
     conn_ = std::make_unique<Conn>(ioc_);
-    conn_->stream.expires_after(options_.connect_timeout);
+    arm(options_.connect_timeout);
     conn_->stream.async_connect(*eps, [self = shared_from_this()](error_code ec, const auto&) {
       if (self->done_) return;
       if (ec) {
-        return self->finish({ec == beast::error::timeout
-                                 ? deadline_exceeded("connecting upstream: timed out")
-                                 : unavailable("connecting upstream: " + ec.message()),
+        return self->finish({self->timed_out_ ? deadline_exceeded("connecting upstream: timed out")
+                                              : unavailable("connecting upstream: " + ec.message()),
                              true});
       }
       error_code ignored;
@@ -311,7 +333,7 @@ class CallImpl final : public UpstreamCall, public std::enable_shared_from_this<
   // A kept connection the upstream closed while idle fails on first use; that
   // is no failure of the upstream, so the request goes again on a new one.
   bool retry_fresh() {
-    if (!reused_ || got_bytes_) return false;
+    if (!reused_ || got_bytes_ || timed_out_) return false;
     close_socket();
     conn_.reset();
     connect();
@@ -319,7 +341,7 @@ class CallImpl final : public UpstreamCall, public std::enable_shared_from_this<
   }
 
   void write() {
-    conn_->stream.expires_after(options_.first_byte_timeout);
+    arm(options_.first_byte_timeout);
     http::async_write(conn_->stream, req_, [self = shared_from_this()](error_code ec, size_t) {
       if (self->done_) return;
       if (ec) {
@@ -340,7 +362,7 @@ class CallImpl final : public UpstreamCall, public std::enable_shared_from_this<
           if (ec) {
             const bool nothing = self->conn_->buffer.size() == 0;
             if (nothing && self->retry_fresh()) return;
-            if (ec == beast::error::timeout) {
+            if (self->timed_out_) {
               return self->finish({deadline_exceeded("upstream sent no response in time"), false});
             }
             return self->finish(
@@ -388,7 +410,7 @@ class CallImpl final : public UpstreamCall, public std::enable_shared_from_this<
     if (!piece.empty() && !deliver(piece)) return;
     if (ec) return fail_body(ec);
     if (parser_->is_done()) return complete();
-    conn_->stream.expires_after(options_.idle_timeout);
+    arm(options_.idle_timeout);
     conn_->stream.async_read_some(conn_->buffer.prepare(kReadBuffer),
                                   [self = shared_from_this()](error_code ec, size_t n) {
                                     if (self->done_) return;
@@ -421,10 +443,9 @@ class CallImpl final : public UpstreamCall, public std::enable_shared_from_this<
 
   void fail_body(error_code ec) {
     close_socket();
-    finish({ec == beast::error::timeout
-                ? deadline_exceeded("upstream stalled mid-response")
-                : Status(StatusCode::kBadGateway,
-                         "upstream connection lost mid-response: " + ec.message()),
+    finish({timed_out_ ? deadline_exceeded("upstream stalled mid-response")
+                       : Status(StatusCode::kBadGateway,
+                                "upstream connection lost mid-response: " + ec.message()),
             false});
   }
 
@@ -447,6 +468,7 @@ class CallImpl final : public UpstreamCall, public std::enable_shared_from_this<
   void finish(UpstreamResult result) {
     if (done_) return;
     done_ = true;
+    if (timer_) timer_->cancel();
     pool_->client()->untrack(track_id_);
     auto on_done = std::move(handlers_.on_done);
     handlers_ = {};
@@ -463,6 +485,9 @@ class CallImpl final : public UpstreamCall, public std::enable_shared_from_this<
   std::optional<http::response_parser<http::buffer_body>> parser_;
   char buf_[kReadBuffer];
   uint64_t track_id_ = 0;
+  std::optional<net::steady_timer> timer_;
+  std::chrono::steady_clock::time_point deadline_{};
+  bool timed_out_ = false;
   bool done_ = false;
   bool reused_ = false;
   bool got_bytes_ = false;
