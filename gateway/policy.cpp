@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 namespace baton::gateway {
 
@@ -66,15 +67,15 @@ void least_loaded(const ClusterSnapshot& s, uint64_t random, size_t k, std::vect
   std::pair<int32_t, uint32_t> best[16];
   const size_t cap = std::min<size_t>(k, 16);
   size_t have = 0;
-  size_t i = random % n;
-  for (size_t step = 0; step < n; ++step, ++i) {
-    if (i == n) i = 0;
-    const InstanceLoad& inst = s.instances[i];
-    if (!inst.available) continue;
-    if (have == cap && inst.in_flight >= best[have - 1].first) continue;
+  // Only an instance strictly below `worst` can enter a full list, which
+  // keeps the scan to a load, a compare and a branch per instance.
+  int32_t worst = std::numeric_limits<int32_t>::max();
+  const InstanceLoad* data = s.instances.data();
+  auto visit = [&](const InstanceLoad& inst) {
+    if (!inst.available || inst.in_flight >= worst) return;
     if (skip_n > 0 && std::find(out.begin(), out.begin() + static_cast<ptrdiff_t>(skip_n),
                                 inst.id) != out.begin() + static_cast<ptrdiff_t>(skip_n)) {
-      continue;
+      return;
     }
     size_t pos = have < cap ? have++ : have - 1;
     while (pos > 0 && best[pos - 1].first > inst.in_flight) {
@@ -82,7 +83,11 @@ void least_loaded(const ClusterSnapshot& s, uint64_t random, size_t k, std::vect
       --pos;
     }
     best[pos] = {inst.in_flight, inst.id};
-  }
+    if (have == cap) worst = best[have - 1].first;
+  };
+  const size_t first = random % n;
+  for (size_t i = first; i < n; ++i) visit(data[i]);
+  for (size_t i = 0; i < first; ++i) visit(data[i]);
   for (size_t j = 0; j < have; ++j) out.push_back(best[j].second);
 }
 
