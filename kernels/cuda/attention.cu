@@ -266,6 +266,14 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* 
                : "r"(addr));
 }
 
+// 16 bytes global -> shared, asynchronously; zero-filled when !valid.
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
+  const auto addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  const int src_bytes = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(addr), "l"(gmem),
+               "r"(src_bytes));
+}
+
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
   return *reinterpret_cast<uint32_t*>(&v);
@@ -274,7 +282,8 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
 template <int HD>
 struct TiledSmem {
   static constexpr int kLd = HD + 8;  // bf16 row stride: 16-byte aligned, conflict-free
-  static constexpr size_t kBytes = sizeof(__nv_bfloat16) * (kTileQ + 2 * kTileK) * kLd;
+  // Q, then K and V twice: the tile being computed and the one being loaded.
+  static constexpr size_t kBytes = sizeof(__nv_bfloat16) * (kTileQ + 4 * kTileK) * kLd;
 };
 
 template <int HD>
@@ -286,8 +295,8 @@ __global__ void __launch_bounds__(kTiledWarps * 32)
   constexpr int kLd = TiledSmem<HD>::kLd;
   extern __shared__ __align__(16) unsigned char smem[];
   auto* q_s = reinterpret_cast<__nv_bfloat16*>(smem);
-  auto* k_s = q_s + kTileQ * kLd;
-  auto* v_s = k_s + kTileK * kLd;
+  auto* k_s = q_s + kTileQ * kLd;      // [2][kTileK][kLd]
+  auto* v_s = k_s + 2 * kTileK * kLd;  // [2][kTileK][kLd]
 
   const int4 sq = seqs[blockIdx.z];
   const int q_start = sq.x, q_len = sq.y, ctx = sq.z;
@@ -344,95 +353,113 @@ __global__ void __launch_bounds__(kTiledWarps * 32)
   const int k_tok = (lane & 7) + (lane >> 4) * 8;
   const int k_dim = ((lane >> 3) & 1) * 8;
 
-  for (int j0 = 0; j0 < kv_end; j0 += kTileK) {
-    __syncthreads();  // previous tile consumed
+  // K/V tiles arrive by cp.async into one buffer while the other is used.
+  auto issue = [&](int j0, int buf) {
+    __nv_bfloat16* kd = k_s + buf * kTileK * kLd;
+    __nv_bfloat16* vd = v_s + buf * kTileK * kLd;
     for (int i = threadIdx.x; i < kTileK * kRowVecs; i += blockDim.x) {
       const int r = i / kRowVecs, c = (i - r * kRowVecs) * kVec;
       const int tok = j0 + r;
-      uint4 kv = make_uint4(0, 0, 0, 0), vv = kv;
-      if (tok < kv_end) {
+      const bool ok = tok < kv_end;
+      const __nv_bfloat16* ks = kc;
+      const __nv_bfloat16* vs = vc;
+      if (ok) {
         const int64_t slot = static_cast<int64_t>(table[tok / bs]) * bs + tok % bs;
         const int64_t off = slot * tok_stride + static_cast<int64_t>(kvh) * HD + c;
-        kv = *reinterpret_cast<const uint4*>(kc + off);
-        vv = *reinterpret_cast<const uint4*>(vc + off);
+        ks = kc + off;
+        vs = vc + off;
       }
-      *reinterpret_cast<uint4*>(k_s + r * kLd + c) = kv;
-      *reinterpret_cast<uint4*>(v_s + r * kLd + c) = vv;
+      cp_async16(kd + r * kLd + c, ks, ok);  // zero-filled past the context
+      cp_async16(vd + r * kLd + c, vs, ok);
+    }
+    asm volatile("cp.async.commit_group;\n" ::);
+  };
+  issue(0, 0);
+  for (int j0 = 0, buf = 0; j0 < kv_end; j0 += kTileK, buf ^= 1) {
+    if (j0 + kTileK < kv_end) {
+      issue(j0 + kTileK, buf ^ 1);
+      asm volatile("cp.async.wait_group 1;\n" ::);  // all but the newest: tile j0 is in
+    } else {
+      asm volatile("cp.async.wait_group 0;\n" ::);
     }
     __syncthreads();
-    if (j0 > prefix + r0 + warp * 16 + 15) continue;  // every row of this warp is before the tile
-
-    float s[kTileK / 8][4];
+    const __nv_bfloat16* kt = k_s + buf * kTileK * kLd;
+    const __nv_bfloat16* vt = v_s + buf * kTileK * kLd;
+    // Warps whose rows all precede the tile skip it (barriers stay uniform).
+    if (j0 <= prefix + r0 + warp * 16 + 15) {
+      float s[kTileK / 8][4];
 #pragma unroll
-    for (int j = 0; j < kTileK / 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+      for (int j = 0; j < kTileK / 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
 #pragma unroll
-    for (int k = 0; k < HD / 16; ++k) {
+      for (int k = 0; k < HD / 16; ++k) {
 #pragma unroll
-      for (int jj = 0; jj < kTileK / 16; ++jj) {
-        uint32_t b[4];  // B fragments of the n-tiles 2 jj and 2 jj + 1
-        ldmatrix_x4(b, k_s + (jj * 16 + k_tok) * kLd + k * 16 + k_dim);
-        mma_bf16(s[2 * jj], qf[k], b[0], b[1]);
-        mma_bf16(s[2 * jj + 1], qf[k], b[2], b[3]);
+        for (int jj = 0; jj < kTileK / 16; ++jj) {
+          uint32_t b[4];  // B fragments of the n-tiles 2 jj and 2 jj + 1
+          ldmatrix_x4(b, kt + (jj * 16 + k_tok) * kLd + k * 16 + k_dim);
+          mma_bf16(s[2 * jj], qf[k], b[0], b[1]);
+          mma_bf16(s[2 * jj + 1], qf[k], b[2], b[3]);
+        }
+      }
+      // Scale, mask, and the running max of the two rows.
+      float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+      for (int j = 0; j < kTileK / 8; ++j) {
+        const int tok = j0 + j * 8 + 2 * t;
+        s[j][0] = tok <= qpos0 ? s[j][0] * scale_log2 : -INFINITY;
+        s[j][1] = tok + 1 <= qpos0 ? s[j][1] * scale_log2 : -INFINITY;
+        s[j][2] = tok <= qpos1 ? s[j][2] * scale_log2 : -INFINITY;
+        s[j][3] = tok + 1 <= qpos1 ? s[j][3] * scale_log2 : -INFINITY;
+        mx0 = fmaxf(mx0, fmaxf(s[j][0], s[j][1]));
+        mx1 = fmaxf(mx1, fmaxf(s[j][2], s[j][3]));
+      }
+#pragma unroll
+      for (int o_ = 1; o_ <= 2; o_ <<= 1) {
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, o_));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, o_));
+      }
+      const float n0 = fmaxf(m0, mx0), n1 = fmaxf(m1, mx1);
+      // A row with nothing visible yet keeps max -inf; its terms are all 0.
+      const float b0 = n0 == -INFINITY ? 0.0f : n0, b1 = n1 == -INFINITY ? 0.0f : n1;
+      const float c0 = exp2f(m0 - b0), c1 = exp2f(m1 - b1);
+      float sum0 = 0.0f, sum1 = 0.0f;
+#pragma unroll
+      for (int j = 0; j < kTileK / 8; ++j) {
+        s[j][0] = exp2f(s[j][0] - b0);
+        s[j][1] = exp2f(s[j][1] - b0);
+        s[j][2] = exp2f(s[j][2] - b1);
+        s[j][3] = exp2f(s[j][3] - b1);
+        sum0 += s[j][0] + s[j][1];
+        sum1 += s[j][2] + s[j][3];
+      }
+      l0 = l0 * c0 + sum0;  // quad partial sums; reduced once at the end
+      l1 = l1 * c1 + sum1;
+      m0 = n0;
+      m1 = n1;
+#pragma unroll
+      for (int j = 0; j < HD / 8; ++j) {
+        o[j][0] *= c0;
+        o[j][1] *= c0;
+        o[j][2] *= c1;
+        o[j][3] *= c1;
+      }
+      // O += P V, 16 tokens per k-step.
+#pragma unroll
+      for (int kk = 0; kk < kTileK / 16; ++kk) {
+        uint32_t a[4];
+        a[0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
+        a[1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
+        a[2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+        a[3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+#pragma unroll
+        for (int j = 0; j < HD / 16; ++j) {
+          uint32_t b[4];
+          ldmatrix_x4_trans(b, vt + (kk * 16 + v_tok) * kLd + j * 16 + v_dim);
+          mma_bf16(o[2 * j], a, b[0], b[1]);
+          mma_bf16(o[2 * j + 1], a, b[2], b[3]);
+        }
       }
     }
-    // Scale, mask, and the running max of the two rows.
-    float mx0 = -INFINITY, mx1 = -INFINITY;
-#pragma unroll
-    for (int j = 0; j < kTileK / 8; ++j) {
-      const int tok = j0 + j * 8 + 2 * t;
-      s[j][0] = tok <= qpos0 ? s[j][0] * scale_log2 : -INFINITY;
-      s[j][1] = tok + 1 <= qpos0 ? s[j][1] * scale_log2 : -INFINITY;
-      s[j][2] = tok <= qpos1 ? s[j][2] * scale_log2 : -INFINITY;
-      s[j][3] = tok + 1 <= qpos1 ? s[j][3] * scale_log2 : -INFINITY;
-      mx0 = fmaxf(mx0, fmaxf(s[j][0], s[j][1]));
-      mx1 = fmaxf(mx1, fmaxf(s[j][2], s[j][3]));
-    }
-#pragma unroll
-    for (int o_ = 1; o_ <= 2; o_ <<= 1) {
-      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, o_));
-      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, o_));
-    }
-    const float n0 = fmaxf(m0, mx0), n1 = fmaxf(m1, mx1);
-    // A row with nothing visible yet keeps max -inf; its terms are all 0.
-    const float b0 = n0 == -INFINITY ? 0.0f : n0, b1 = n1 == -INFINITY ? 0.0f : n1;
-    const float c0 = exp2f(m0 - b0), c1 = exp2f(m1 - b1);
-    float sum0 = 0.0f, sum1 = 0.0f;
-#pragma unroll
-    for (int j = 0; j < kTileK / 8; ++j) {
-      s[j][0] = exp2f(s[j][0] - b0);
-      s[j][1] = exp2f(s[j][1] - b0);
-      s[j][2] = exp2f(s[j][2] - b1);
-      s[j][3] = exp2f(s[j][3] - b1);
-      sum0 += s[j][0] + s[j][1];
-      sum1 += s[j][2] + s[j][3];
-    }
-    l0 = l0 * c0 + sum0;  // quad partial sums; reduced once at the end
-    l1 = l1 * c1 + sum1;
-    m0 = n0;
-    m1 = n1;
-#pragma unroll
-    for (int j = 0; j < HD / 8; ++j) {
-      o[j][0] *= c0;
-      o[j][1] *= c0;
-      o[j][2] *= c1;
-      o[j][3] *= c1;
-    }
-    // O += P V, 16 tokens per k-step.
-#pragma unroll
-    for (int kk = 0; kk < kTileK / 16; ++kk) {
-      uint32_t a[4];
-      a[0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
-      a[1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
-      a[2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-      a[3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-#pragma unroll
-      for (int j = 0; j < HD / 16; ++j) {
-        uint32_t b[4];
-        ldmatrix_x4_trans(b, v_s + (kk * 16 + v_tok) * kLd + j * 16 + v_dim);
-        mma_bf16(o[2 * j], a, b[0], b[1]);
-        mma_bf16(o[2 * j + 1], a, b[2], b[3]);
-      }
-    }
+    __syncthreads();  // this buffer is refilled by the next iteration's load
   }
 
 #pragma unroll
