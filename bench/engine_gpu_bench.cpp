@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <random>
@@ -124,6 +125,77 @@ void report_decode_linears(kernels::Backend& be, const model::ModelConfig& c, do
                 100.0 * static_cast<double>(wbytes) / t / copy_bw);
   }
   std::printf("\n");
+}
+
+// Random bf16 values in [-1, 1) from a cheap counter hash (gigabytes of them).
+void fill_bf16(std::vector<uint16_t>& v, uint32_t seed) {
+  for (size_t i = 0; i < v.size(); ++i) {
+    uint32_t x = static_cast<uint32_t>(i) * 2654435761u + seed;
+    x ^= x >> 15;
+    x *= 2246822519u;
+    x ^= x >> 13;
+    v[i] = f32_to_bf16(static_cast<float>(x >> 8) / 8388608.0f - 1.0f);
+  }
+}
+
+// One layer's attention alone, with the model's head shapes: decode of
+// `batch` sequences over `context` cached tokens (KV bytes read per second)
+// and the causal prefill of one `prefill`-token prompt (FLOP/s).
+void report_attention(kernels::Backend& be, const model::ModelConfig& c, double copy_bw, int batch,
+                      int context, int prefill) {
+  const int32_t bs = 16, hk = static_cast<int32_t>(c.num_key_value_heads);
+  const int32_t hd = static_cast<int32_t>(c.head_dim),
+                hq = static_cast<int32_t>(c.num_attention_heads);
+  const int32_t per_seq = (std::max(context, prefill) + bs - 1) / bs;
+  const int32_t blocks = std::max(batch * ((context + bs - 1) / bs), per_seq);
+  const size_t side = static_cast<size_t>(blocks) * bs * hk * hd;
+  std::vector<uint16_t> host(side);
+  auto kb = be.allocate(side * 2), vb = be.allocate(side * 2);
+  if (!kb.is_ok() || !vb.is_ok()) return;
+  fill_bf16(host, 1);
+  (void)be.upload(host.data(), side * 2, kb->data());
+  fill_bf16(host, 2);
+  (void)be.upload(host.data(), side * 2, vb->data());
+  kernels::KvCacheView cache{kb->tensor(DType::kBF16, {blocks, bs, hk, hd}),
+                             vb->tensor(DType::kBF16, {blocks, bs, hk, hd}), bs, hk, hd};
+  const int64_t rows = std::max(batch, prefill);
+  std::vector<uint16_t> qh(static_cast<size_t>(rows) * hq * hd);
+  fill_bf16(qh, 3);
+  auto qb = be.allocate(qh.size() * 2), ob = be.allocate(qh.size() * 2);
+  if (!qb.is_ok() || !ob.is_ok()) return;
+  (void)be.upload(qh.data(), qh.size() * 2, qb->data());
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  auto time_calls = [&](const std::vector<kernels::AttentionSeq>& seqs, int64_t n) {
+    kernels::Tensor q = qb->tensor(DType::kBF16, {n, int64_t{hq} * hd});
+    kernels::Tensor o = ob->tensor(DType::kBF16, {n, int64_t{hq} * hd});
+    be.attention(q, cache, seqs, hq, scale, o);  // warm-up
+    (void)be.synchronize();
+    constexpr int kReps = 20;
+    auto t0 = Clock::now();
+    for (int r = 0; r < kReps; ++r) be.attention(q, cache, seqs, hq, scale, o);
+    (void)be.synchronize();
+    return seconds_since(t0) / kReps;
+  };
+  std::vector<std::vector<int32_t>> tables(static_cast<size_t>(batch));
+  std::vector<kernels::AttentionSeq> seqs;
+  const int32_t nb = (context + bs - 1) / bs;
+  for (int s = 0; s < batch; ++s) {
+    for (int32_t b = 0; b < nb; ++b) tables[static_cast<size_t>(s)].push_back(s * nb + b);
+    seqs.push_back({s, 1, context, tables[static_cast<size_t>(s)].data(), nb});
+  }
+  const double t_dec = time_calls(seqs, batch);
+  const double kv_bytes = static_cast<double>(batch) * context * 2.0 * hk * hd * 2;
+  std::vector<int32_t> ptable(static_cast<size_t>(per_seq));
+  for (int32_t b = 0; b < per_seq; ++b) ptable[static_cast<size_t>(b)] = b;
+  const double t_pre = time_calls({{0, prefill, prefill, ptable.data(), per_seq}}, prefill);
+  const double flops = 4.0 * hq * hd * static_cast<double>(prefill) * prefill / 2;
+  std::printf("| attention, one layer | time | rate |\n| --- | --- | --- |\n");
+  std::printf(
+      "| decode, %d sequences x %d tokens | %.1f us | %.0f GB/s of KV (%.0f%% of copy bandwidth) "
+      "|\n",
+      batch, context, t_dec * 1e6, kv_bytes / t_dec / 1e9, 100.0 * kv_bytes / t_dec / copy_bw);
+  std::printf("| prefill, %d tokens, causal | %.2f ms | %.0f TFLOP/s |\n\n", prefill, t_pre * 1e3,
+              flops / t_pre / 1e12);
 }
 
 struct Args {
@@ -235,6 +307,7 @@ int main(int argc, char** argv) {
     const double mm = measure_matmul_rate(be, 8192);
     std::printf("bf16 matmul 8192^3 through cuBLAS: %.0f TFLOP/s\n\n", mm / 1e12);
     report_decode_linears(be, *config, *bw);
+    report_attention(be, *config, *bw, std::max(1, a.batch), a.batch_context + 9, a.prefill);
 
     auto t_w = Clock::now();
     auto weights = model::load_source_weights(*source, *config, DType::kBF16, 1);
