@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -209,6 +210,25 @@ Result<nlohmann::json> run_one(const BenchFlags& f, const Target& t, double rate
   nlohmann::json result = bench::result_json(info, m, run.records);
   // Not a vLLM metric: the most requests in flight at any instant, exactly.
   result["max_in_flight"] = run.peak_in_flight;
+  // A mixture of scenarios: the same metrics per scenario, over the whole
+  // run's duration.
+  std::map<std::string, std::vector<bench::RequestRecord>> by_scenario;
+  for (const auto& r : run.records) {
+    if (!r.scenario.empty()) by_scenario[r.scenario].push_back(r);
+  }
+  if (!by_scenario.empty()) {
+    nlohmann::json scenarios = nlohmann::json::object();
+    for (const auto& [name, records] : by_scenario) {
+      bench::BenchmarkMetrics sm = bench::compute_metrics(records, run.duration_s, slo, ps);
+      std::cout << fmt::format(
+          "scenario {}: {} ok, {} failed, {:.2f} req/s, {:.2f} output tok/s, mean TTFT {:.2f} ms, "
+          "mean TPOT {:.2f} ms, mean E2EL {:.2f} ms\n",
+          name, sm.completed, sm.failed, sm.request_throughput, sm.output_throughput,
+          sm.ttft_ms.mean, sm.tpot_ms.mean, sm.e2el_ms.mean);
+      scenarios[name] = bench::metrics_json(sm);
+    }
+    result["scenarios"] = std::move(scenarios);
+  }
   if (!f.result_dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(f.result_dir, ec);

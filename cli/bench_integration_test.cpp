@@ -181,6 +181,10 @@ TEST_F(BenchCli, ReplaysASavedTraceOverTheChatApi) {
   EXPECT_EQ(j["completed"], 3);
   EXPECT_EQ(j["total_output_tokens"], 14);
   EXPECT_EQ(j["endpoint"], "/v1/chat/completions");
+  // Only the first request carries a scenario tag.
+  EXPECT_EQ(j["scenarios"]["chat"]["completed"], 1);
+  EXPECT_EQ(j["scenarios"]["chat"]["total_output_tokens"], 6);
+  EXPECT_NE(r.output.find("scenario chat: 1 ok, 0 failed"), std::string::npos) << r.output;
 }
 
 TEST_F(BenchCli, CompareRunsOneWorkloadPerTargetAndPrintsRatios) {

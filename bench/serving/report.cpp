@@ -92,6 +92,26 @@ nlohmann::json record_json(const RequestRecord& r) {
           {"generated_chars", r.generated_chars}};
 }
 
+nlohmann::json metrics_json(const BenchmarkMetrics& m) {
+  nlohmann::json j;
+  j["duration"] = m.duration_s;
+  j["completed"] = m.completed;
+  j["failed"] = m.failed;
+  j["total_input_tokens"] = m.total_input;
+  j["total_output_tokens"] = m.total_output;
+  j["request_throughput"] = m.request_throughput;
+  j["request_goodput"] = m.request_goodput ? nlohmann::json(*m.request_goodput) : nullptr;
+  j["output_throughput"] = m.output_throughput;
+  j["total_token_throughput"] = m.total_token_throughput;
+  j["max_output_tokens_per_s"] = m.max_output_tokens_per_s;
+  j["max_concurrent_requests"] = m.max_concurrent_requests;
+  put_distribution(j, "ttft", m.ttft_ms);
+  put_distribution(j, "tpot", m.tpot_ms);
+  put_distribution(j, "itl", m.itl_ms);
+  put_distribution(j, "e2el", m.e2el_ms);
+  return j;
+}
+
 nlohmann::json result_json(const RunInfo& info, const BenchmarkMetrics& m,
                            const std::vector<RequestRecord>& records) {
   nlohmann::json j;
@@ -108,21 +128,7 @@ nlohmann::json result_json(const RunInfo& info, const BenchmarkMetrics& m,
   j["max_concurrency"] = info.max_concurrency > 0 ? nlohmann::json(info.max_concurrency) : nullptr;
   j["workload"] = info.workload;
   j["seed"] = info.seed;
-  j["duration"] = m.duration_s;
-  j["completed"] = m.completed;
-  j["failed"] = m.failed;
-  j["total_input_tokens"] = m.total_input;
-  j["total_output_tokens"] = m.total_output;
-  j["request_throughput"] = m.request_throughput;
-  j["request_goodput"] = m.request_goodput ? nlohmann::json(*m.request_goodput) : nullptr;
-  j["output_throughput"] = m.output_throughput;
-  j["total_token_throughput"] = m.total_token_throughput;
-  j["max_output_tokens_per_s"] = m.max_output_tokens_per_s;
-  j["max_concurrent_requests"] = m.max_concurrent_requests;
-  put_distribution(j, "ttft", m.ttft_ms);
-  put_distribution(j, "tpot", m.tpot_ms);
-  put_distribution(j, "itl", m.itl_ms);
-  put_distribution(j, "e2el", m.e2el_ms);
+  j.update(metrics_json(m));
   nlohmann::json in = nlohmann::json::array(), out = nlohmann::json::array(),
                  ttfts = nlohmann::json::array(), tpots = nlohmann::json::array(),
                  e2els = nlohmann::json::array(), starts = nlohmann::json::array(),

@@ -42,6 +42,10 @@ std::string format_summary(const RunInfo& info, const BenchmarkMetrics& m);
 nlohmann::json result_json(const RunInfo& info, const BenchmarkMetrics& m,
                            const std::vector<RequestRecord>& records);
 
+// The metrics alone, under the keys result_json() uses ("completed",
+// "mean_ttft_ms", ...); also used for the per-scenario breakdown.
+nlohmann::json metrics_json(const BenchmarkMetrics& m);
+
 // One JSON object per request: every RequestRecord field.
 nlohmann::json record_json(const RequestRecord& r);
 
