@@ -217,6 +217,7 @@ class Controller::Impl {
     std::optional<MetricsScrape> last_scrape;
     std::optional<LoadReport> load;
     bool changing = false;
+    bool no_role_endpoint = false;  // a change failed for want of the endpoint
     Role from = Role::kMixed;
     Role target = Role::kMixed;
     Clock::TimePoint change_started{};
@@ -260,6 +261,8 @@ class Controller::Impl {
       HealthStep step = observe(options_.health, t.health, Probe{now, r.ok, r.detail});
       t.health = step.next;
       if (step.transition) {
+        // A restarted instance may be a newer build: let it try again.
+        if (step.transition->to == HealthState::kHealthy) t.no_role_endpoint = false;
         transitions_->with({std::string(health_name(step.transition->to))}).inc();
         emit(events, ControllerEvent::Kind::kHealth, m.id, m.group,
              m.id + " (" + m.address() + ") " +
@@ -297,6 +300,7 @@ class Controller::Impl {
           continue;
         }
       } else if (r.role_status && r.role_status->status().code() == StatusCode::kUnimplemented) {
+        t.no_role_endpoint = true;
         finish_change(t, "failed", r.role_status->status().to_string(), events);
         continue;
       }
@@ -329,6 +333,7 @@ class Controller::Impl {
       v.role = t.role;
       v.healthy = t.health.routable();
       v.changing_role = t.changing;
+      v.can_change_role = !t.no_role_endpoint;
       v.load = t.load;
       g.instances.push_back(std::move(v));
     }
@@ -372,6 +377,7 @@ class Controller::Impl {
     if (it == tracked_.end() || !it->second.changing) return;
     Tracked& t = it->second;
     if (!r.is_ok()) {
+      if (r.status().code() == StatusCode::kUnimplemented) t.no_role_endpoint = true;
       finish_change(t, "failed",
                     c.member.id + " role change to " + std::string(role_name(c.to)) +
                         " refused: " + r.status().to_string(),

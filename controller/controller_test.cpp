@@ -280,6 +280,15 @@ TEST(Controller, AnInstanceWithoutARoleEndpointFailsTheChangeCleanly) {
   EXPECT_EQ(find(v, "d0")->role, Role::kDecode);
   std::string metrics = get((*c)->port(), "/metrics");
   EXPECT_NE(metrics.find("result=\"failed\"} 1"), std::string::npos) << metrics;
+
+  // After the cool-down the next change goes to an instance that can make it.
+  for (int i = 0; i < 40 && d1.role_requests().empty(); ++i) {
+    p0.observe(3.0, 20);
+    clock.advance(1s);
+    (*c)->run_round();
+  }
+  ASSERT_EQ(d1.role_requests().size(), 1u);
+  EXPECT_EQ(d1.role_requests()[0]["role"], "prefill");
 }
 
 TEST(Controller, TheLoopProbesOnItsOwnAndStops) {

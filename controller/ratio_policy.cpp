@@ -61,6 +61,8 @@ std::string_view reason_name(Reason reason) {
       return "at_minimum";
     case Reason::kNoSlack:
       return "no_slack";
+    case Reason::kNoCandidate:
+      return "no_candidate";
   }
   return "balanced";
 }
@@ -102,7 +104,7 @@ const InstanceView* pick_giver(const std::vector<const InstanceView*>& side) {
     return std::make_tuple(v->load->running + v->load->waiting, v->load->kv_usage, v->id);
   };
   for (const InstanceView* v : side) {
-    if (best == nullptr || key(v) < key(best)) best = v;
+    if (v->can_change_role && (best == nullptr || key(v) < key(best))) best = v;
   }
   return best;
 }
@@ -227,6 +229,10 @@ GroupEvaluation evaluate_group(const RatioPolicy& policy, const GroupSnapshot& s
                             minimum, numbers));
   }
   const InstanceView* giver = pick_giver(giver_side);
+  if (giver == nullptr) {
+    return hold(Reason::kNoCandidate, fmt::format("no {} instance can change role: {}",
+                                                  to_prefill ? "decode" : "prefill", numbers));
+  }
   d.action = action;
   d.reason = to_prefill ? Reason::kPrefillBottleneck : Reason::kDecodeBottleneck;
   d.instance = giver->id;

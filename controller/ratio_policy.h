@@ -78,7 +78,8 @@ struct InstanceView {
   std::string id;
   Role role = Role::kMixed;
   bool healthy = false;
-  bool changing_role = false;  // a role change was started and has not ended
+  bool changing_role = false;   // a role change was started and has not ended
+  bool can_change_role = true;  // false: it refused a change (no role endpoint)
   std::optional<LoadReport> load;
 };
 
@@ -101,6 +102,7 @@ enum class Reason {
   kCoolingDown,        // a condition holds but the group changed recently
   kAtMinimum,          // a condition holds but the giving side is at its minimum
   kNoSlack,            // one side is under pressure, the other has no slack
+  kNoCandidate,        // a change is due but no instance of the giving side can change
 };
 // Stable snake_case names, used as metric label values and in logs.
 std::string_view reason_name(Reason reason);

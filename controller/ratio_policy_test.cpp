@@ -265,6 +265,22 @@ TEST(RatioPolicy, UnhealthyInstancesDoNotCountAndChangesInFlightHold) {
   EXPECT_NE(d.detail.find("d0"), std::string::npos);
 }
 
+TEST(RatioPolicy, InstancesThatCannotChangeAreNotPicked) {
+  Group g(1, 3);
+  g.instance("d1").can_change_role = false;  // the least loaded, but it refused before
+  for (int i = 0; i < 2; ++i) g.round(kSlowPrefill, kIdleDecode);
+  RatioDecision d = g.round(kSlowPrefill, kIdleDecode);
+  EXPECT_EQ(d.reason, Reason::kPrefillBottleneck);
+  EXPECT_EQ(d.instance, "d0");
+
+  Group h(1, 2);
+  h.instance("d0").can_change_role = false;
+  h.instance("d1").can_change_role = false;
+  for (int i = 0; i < 2; ++i) h.round(kSlowPrefill, kIdleDecode);
+  EXPECT_EQ(h.round(kSlowPrefill, kIdleDecode).reason, Reason::kNoCandidate);
+  EXPECT_EQ(h.changes_, 0);
+}
+
 TEST(RatioPolicy, MixedGroupsAreNotDisaggregated) {
   Group g(0, 0);
   g.add("m0", Role::kMixed);
