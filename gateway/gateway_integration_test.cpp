@@ -443,6 +443,31 @@ TEST(GatewayTest, PrefixAffinitySendsTheSamePrefixToTheSameInstance) {
   EXPECT_GE(used.size(), 2u);  // and the families spread over instances
 }
 
+TEST(GatewayTest, ConsistentHashKeepsASessionOnOneInstance) {
+  FakeUpstream a(answer_json), b(answer_json), c(answer_json);
+  auto gw = start(base_config({&a, &b, &c}, PolicyKind::kConsistentHash));
+  ASSERT_TRUE(gw);
+  std::map<std::string, std::set<std::string>> where;
+  for (int round = 0; round < 3; ++round) {
+    for (int session = 0; session < 8; ++session) {
+      const std::string id = "session-" + std::to_string(session);
+      // Half the sessions name themselves by header, half by the body's `user`.
+      auto r = session % 2 == 0
+                   ? post(*gw, "/v1/completions", kBody, {{"x-session-id", id}})
+                   : post(*gw, "/v1/completions",
+                          nlohmann::json{{"model", "m"}, {"prompt", "p"}, {"user", id}}.dump());
+      ASSERT_TRUE(r.is_ok());
+      where[id].insert(std::string(r->header("x-baton-instance").value_or("")));
+    }
+  }
+  std::set<std::string> used;
+  for (auto& [id, instances] : where) {
+    EXPECT_EQ(instances.size(), 1u) << id;
+    used.insert(instances.begin(), instances.end());
+  }
+  EXPECT_GE(used.size(), 2u);
+}
+
 TEST(GatewayTest, ReloadDrainsARemovedInstanceWhileItsStreamFinishes) {
   std::promise<void> release;
   auto released = release.get_future().share();

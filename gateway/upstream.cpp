@@ -389,16 +389,19 @@ class CallImpl final : public UpstreamCall, public std::enable_shared_from_this<
   // reads the socket again: one upstream read becomes at most one piece, so
   // a burst of small SSE chunks is relayed as one write, not one each.
   void read_body() {
+    // Parsing is synchronous, so one scratch buffer per thread serves every
+    // call (a 16 KiB array in each call made each call a large allocation).
+    thread_local char scratch[kReadBuffer];
     std::string piece;
     error_code ec;
     while (!parser_->is_done() && conn_->buffer.size() > 0) {
       auto& body = parser_->get().body();
-      body.data = buf_;
+      body.data = scratch;
       body.size = kReadBuffer;
       const size_t used = parser_->put(conn_->buffer.data(), ec);
       conn_->buffer.consume(used);
       const size_t got = kReadBuffer - parser_->get().body().size;
-      piece.append(buf_, got);
+      piece.append(scratch, got);
       if (ec == http::error::need_buffer) ec = {};
       if (ec == http::error::need_more) {
         ec = {};
@@ -483,7 +486,6 @@ class CallImpl final : public UpstreamCall, public std::enable_shared_from_this<
   http::request<http::string_body> req_;
   std::unique_ptr<Conn> conn_;
   std::optional<http::response_parser<http::buffer_body>> parser_;
-  char buf_[kReadBuffer];
   uint64_t track_id_ = 0;
   std::optional<net::steady_timer> timer_;
   std::chrono::steady_clock::time_point deadline_{};
