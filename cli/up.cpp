@@ -554,7 +554,8 @@ int run_up(UpFlags f, const CLI::App& cmd) {
     const auto now = SteadyClock::instance().now();
     for (const ctl::InstanceStatus& s : controller->view().instances) {
       const ctl::InstanceHealth& h = s.health;
-      if (h.state != ctl::HealthState::kUnhealthy || !h.since ||
+      // A draining instance answers 503 on purpose: not a hang.
+      if (s.changing_role || h.state != ctl::HealthState::kUnhealthy || !h.since ||
           now - *h.since < std::chrono::seconds(f.restart_unhealthy_after_s)) {
         continue;
       }
