@@ -196,7 +196,7 @@ int main(int argc, char** argv) {
       "| size | runs | raw socket GB/s | TcpTransport GB/s | ratio | best raw | best "
       "TcpTransport | best ratio |\n");
   std::printf("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
-  for (size_t mib : {1, 4, 16, 64, 128, 256, 512}) {
+  for (size_t mib : {1, 4, 16, 64, 128, 256, 512, 1024, 2048}) {
     if (mib > max_mib) break;
     const size_t bytes = mib << 20;
     std::vector<double> r, t;
@@ -223,7 +223,7 @@ int main(int argc, char** argv) {
       "| tokens | bytes | contiguous ms | per-block pipelined ms (msgs) | ratio | "
       "per-block round-trip ms | ratio |\n");
   std::printf("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
-  for (int64_t tokens : {1024, 4096}) {
+  for (int64_t tokens : {1024, 4096, 16384}) {
     const uint64_t bytes = llama.bytes_for(tokens).value();
     if (bytes > buf_bytes) break;
     std::vector<std::pair<uint64_t, uint64_t>> blocks;

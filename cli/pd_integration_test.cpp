@@ -427,6 +427,28 @@ TEST_F(PdCluster, ACorruptedTransferIsRejectedWithAClearError) {
   EXPECT_EQ(decode_->kv_usage(), 0.0);
 }
 
+TEST_F(PdCluster, AnInstanceSwitchesRoleInPlaceAndServesInTheNewOne) {
+  Instance x("prefill");
+  auto role = [&](const std::string& method, const std::string& body) {
+    auto r = protocol::http_request("127.0.0.1", x.port(), method, pd::kRolePath, body,
+                                    internal_headers(), protocol::deadline_in(kTimeout));
+    EXPECT_TRUE(r.is_ok());
+    return std::make_pair(r->status, json::parse(r->body));
+  };
+  EXPECT_EQ(role("GET", "").second, (json{{"role", "prefill"}, {"state", "serving"}}));
+  auto [status, body] = role("POST", R"({"role": "decode", "reason": "test"})");
+  EXPECT_TRUE(status == 200 || status == 202) << body.dump();
+  // Nothing was in flight, so the switch is immediate.
+  EXPECT_EQ(role("GET", "").second, (json{{"role", "decode"}, {"state", "serving"}}));
+  EXPECT_EQ(x.metrics_value("baton:instance_role{role=\"decode\"}"), 1);
+  EXPECT_EQ(role("POST", R"({"role": "decode"})").first, 200);
+  EXPECT_EQ(role("POST", R"({"role": "leader"})").first, 400);
+  json req = completion("Switching roles", 10);
+  auto pdr = ask_pd(*prefill_, x, pd::Api::kCompletions, req);
+  ASSERT_FALSE(pdr.error) << pdr.error->to_string();
+  expect_same_choices(pdr.body, ask_mixed(*mixed_, "/v1/completions", req).body);
+}
+
 TEST(PdFaults, KillingThePrefillReleasesTheDecodeReservationAtItsLease) {
   Instance prefill("prefill");
   Instance decode("decode");

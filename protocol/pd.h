@@ -73,6 +73,9 @@ inline constexpr std::string_view kDecodePath = "/internal/pd/decode";
 inline constexpr std::string_view kPrefillPath = "/internal/pd/prefill";
 inline constexpr std::string_view kFirstTokenPath = "/internal/pd/first_token";
 inline constexpr std::string_view kAbortPath = "/internal/pd/abort";
+// Role changes (docs/controller.md): GET the role and state, POST
+// {"role", "drain_timeout_ms", "reason"} to drain and switch in place.
+inline constexpr std::string_view kRolePath = "/internal/role";
 
 // SSE event names of the P/D streams.
 inline constexpr std::string_view kEventTicket = "ticket";

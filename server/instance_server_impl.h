@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <random>
 #include <thread>
 #include <unordered_map>
@@ -224,7 +225,9 @@ class InstanceServer::Impl {
     const bool post = req.method == "POST";
     const bool get = req.method == "GET";
     if (path == "/health" && get) {
-      if (ready_.load()) {
+      if (draining()) {
+        send_changing_role(*w);
+      } else if (ready_.load()) {
         w->send(200, "application/json", "{}");
       } else {
         w->send_error(unavailable("model: not loaded yet"));
@@ -246,6 +249,11 @@ class InstanceServer::Impl {
     if ((path == "/v1/models" && !get) || (path != "/v1/models" && !post)) {
       w->send_error(405, "method " + req.method + " is not allowed on " + path,
                     "method_not_allowed");
+      return;
+    }
+    if (draining() && path != "/v1/models") {
+      rejected_->with({"changing_role"}).inc();
+      send_changing_role(*w);
       return;
     }
     if (!ready_.load()) {
@@ -364,6 +372,7 @@ class InstanceServer::Impl {
       // ready_ (set after engine_ in attach) orders the read of engine_.
       if (ready_.load()) {
         expire_leases();
+        finish_role_change();
         auto st = engine_->stats();
         admission_.observe_prefill(
             st.prompt_tokens,
@@ -674,6 +683,13 @@ class InstanceServer::Impl {
   void observe_breakdown(Call& call);
   void expire_leases();
   protocol::pd::KvShape kv_shape() const;
+  void role_route(const protocol::HttpRequest& req, protocol::ResponseWriter& w);
+  void finish_role_change();
+  std::string role_status() const;  // GET /internal/role's body
+  size_t in_flight();
+  // Draining for a role change: new work is refused with 503 changing_role.
+  bool draining() const { return draining_.load(); }
+  void send_changing_role(protocol::ResponseWriter& w);
 
   std::unique_ptr<kvtransfer::TcpTransport> transport_;
   std::unique_ptr<ThreadPool> workers_;
@@ -684,6 +700,12 @@ class InstanceServer::Impl {
   // Owns every prefill call until end_prefill(); by transfer id.
   std::unordered_map<uint64_t, std::shared_ptr<PrefillCall>> prefills_;
   std::atomic<uint64_t> next_transfer_{1};
+  std::atomic<Role> role_{Role::kMixed};
+  std::atomic<bool> draining_{false};
+  mutable std::mutex role_mu_;  // guards the change under way
+  Role target_role_ = Role::kMixed;
+  Clock::time_point drain_deadline_;
+  std::map<Role, Gauge*> role_gauges_;
   HistogramFamily* breakdown_ = nullptr;
   Histogram* transfer_time_ = nullptr;
   Counter* transfer_bytes_ = nullptr;

@@ -106,9 +106,13 @@ Result<Role> parse_role(std::string_view name) {
 Status InstanceServer::Impl::start_pd() {
   const PdOptions& o = options_.pd;
   auto& m = metrics_;
-  m.gauge("baton:instance_role", "1 for the instance's role.",
-          {{"role", std::string(role_name(o.role))}})
-      .set(1);
+  role_ = o.role;
+  for (Role r : {Role::kMixed, Role::kPrefill, Role::kDecode}) {
+    role_gauges_[r] =
+        &m.gauge("baton:instance_role", "1 for the instance's role, 0 for the others.",
+                 {{"role", std::string(role_name(r))}});
+    role_gauges_[r]->set(r == o.role ? 1 : 0);
+  }
   breakdown_ = &m.histogram_family("baton:pd_ttft_breakdown_seconds",
                                    "Time to first token of disaggregated requests by phase: queue "
                                    "and prefill on the prefill instance, transfer (first tokens "
@@ -120,7 +124,9 @@ Status InstanceServer::Impl::start_pd() {
   transfer_bytes_ = &m.counter("baton:kv_transfer_bytes_total", "KV bytes sent or received.");
   pd_outcomes_ = &m.counter_family("baton:pd_requests_total", "P/D requests by side and outcome.",
                                    {"side", "outcome"});
-  if (o.role == Role::kMixed) return Status::ok();
+  // Without a token a mixed instance has no internal routes at all; with one
+  // it can take either P/D role later (POST /internal/role).
+  if (o.role == Role::kMixed && o.cluster_token.empty()) return Status::ok();
   if (o.cluster_token.empty()) {
     return invalid_argument("cluster_token: the " + std::string(role_name(o.role)) +
                             " role needs a cluster token (--cluster-token or "
@@ -161,11 +167,11 @@ pd::KvShape InstanceServer::Impl::kv_shape() const {
 
 void InstanceServer::Impl::handle_internal(const protocol::HttpRequest& req,
                                            std::shared_ptr<protocol::ResponseWriter> w) {
-  const Role role = options_.pd.role;
+  const Role role = role_.load();
   const std::string& path = req.path;
   const bool known = path == pd::kDecodePath || path == pd::kPrefillPath ||
-                     path == pd::kFirstTokenPath || path == pd::kAbortPath;
-  if (!known || role == Role::kMixed) {
+                     path == pd::kFirstTokenPath || path == pd::kAbortPath || path == pd::kRolePath;
+  if (!known || options_.pd.cluster_token.empty()) {
     return w->send_error(not_found("path: no route for " + path));
   }
   const std::string* token = header(req, pd::kTokenHeader);
@@ -176,6 +182,7 @@ void InstanceServer::Impl::handle_internal(const protocol::HttpRequest& req,
   if (!same_secret(*token, options_.pd.cluster_token)) {
     return w->send_error(Status(StatusCode::kPermissionDenied, "wrong cluster token"));
   }
+  if (path == pd::kRolePath) return role_route(req, *w);
   if (req.method != "POST") {
     return w->send_error(405, "method " + req.method + " is not allowed on " + path,
                          "method_not_allowed");
@@ -184,6 +191,9 @@ void InstanceServer::Impl::handle_internal(const protocol::HttpRequest& req,
     return w->send(503, "application/json",
                    protocol::error_body(unavailable("model: not loaded yet")),
                    {{"Retry-After", "1"}});
+  }
+  if (draining() && (path == pd::kDecodePath || path == pd::kPrefillPath)) {
+    return send_changing_role(*w);
   }
   const bool decode_path = path == pd::kDecodePath || path == pd::kFirstTokenPath;
   if ((decode_path && role != Role::kDecode) ||
@@ -396,30 +406,32 @@ void InstanceServer::Impl::abort_route(const protocol::HttpRequest& req,
   auto ab = pd::parse_abort_request(*body);
   if (!ab.is_ok()) return w.send_error(ab.status());
   const std::string why = ab->reason.empty() ? "no reason given" : ab->reason;
-  if (options_.pd.role == Role::kDecode) {
-    std::shared_ptr<Call> call;
-    engine::RequestId request = 0;
-    {
-      std::lock_guard lock(pd_mu_);
-      auto it = imports_.find(ab->transfer_id);
-      if (it != imports_.end()) {
-        call = it->second.call.lock();
-        request = it->second.request;
-      }
+  // A transfer id is either a reservation here (decode side) or a prefill
+  // here (prefill side); an instance that changed role may hold both kinds.
+  std::shared_ptr<Call> call;
+  engine::RequestId request = 0;
+  std::shared_ptr<PrefillCall> prefill;
+  {
+    std::lock_guard lock(pd_mu_);
+    auto it = imports_.find(ab->transfer_id);
+    if (it != imports_.end()) {
+      call = it->second.call.lock();
+      request = it->second.request;
     }
-    if (request == 0) return w.send_error(not_found("transfer_id: no such reservation"));
+    auto pt = prefills_.find(ab->transfer_id);
+    if (pt != prefills_.end()) prefill = pt->second;
+  }
+  if (request == 0 && !prefill) {
+    return w.send_error(
+        not_found("transfer_id: no reservation or prefill " + std::to_string(ab->transfer_id)));
+  }
+  if (request != 0) {
     if (call) call->fail(Status(StatusCode::kBadGateway, "the request was aborted: " + why));
     engine_->cancel(request);
-  } else {
-    std::shared_ptr<PrefillCall> call;
-    {
-      std::lock_guard lock(pd_mu_);
-      auto it = prefills_.find(ab->transfer_id);
-      if (it != prefills_.end()) call = it->second;
-    }
-    if (!call) return w.send_error(not_found("transfer_id: no such prefill"));
-    cancel_prefill(*call);
-    end_prefill(*call, Status(StatusCode::kCancelled, "aborted by the decode side: " + why));
+  }
+  if (prefill) {
+    cancel_prefill(*prefill);
+    end_prefill(*prefill, Status(StatusCode::kCancelled, "aborted by the decode side: " + why));
   }
   w.send(200, "application/json", "{}");
 }
@@ -463,7 +475,6 @@ void InstanceServer::Impl::observe_breakdown(Call& call) {
 }
 
 void InstanceServer::Impl::expire_leases() {
-  if (options_.pd.role != Role::kDecode) return;
   const auto now = Clock::now();
   std::vector<std::pair<engine::RequestId, std::shared_ptr<Call>>> expired;
   {
@@ -881,6 +892,105 @@ void InstanceServer::Impl::post_to_decode(const std::string& address, std::strin
   if (workers_ && !workers_->submit(std::move(job)).is_ok()) {
     BATON_LOG_WARN("P/D message to {} dropped: worker queue full", address);
   }
+}
+
+// ---- role changes ------------------------------------------------------------
+
+void InstanceServer::Impl::send_changing_role(protocol::ResponseWriter& w) {
+  auto body = protocol::error_object(
+      unavailable("The instance is draining to change its role; retry elsewhere"));
+  body["error"]["code"] = "changing_role";
+  w.send(503, "application/json", body.dump(),
+         {{"Retry-After", "1"}, {"x-baton-reject-reason", "changing_role"}});
+}
+
+size_t InstanceServer::Impl::in_flight() {
+  size_t n = 0;
+  {
+    std::lock_guard lock(active_mu_);
+    n += active_.size();
+  }
+  std::lock_guard lock(pd_mu_);
+  return n + prefills_.size();
+}
+
+std::string InstanceServer::Impl::role_status() const {
+  nlohmann::ordered_json j;
+  j["role"] = role_name(role_.load());
+  std::lock_guard lock(role_mu_);
+  if (draining_.load()) {
+    j["state"] = "draining";
+    j["target"] = role_name(target_role_);
+  } else {
+    j["state"] = "serving";
+  }
+  return j.dump();
+}
+
+void InstanceServer::Impl::role_route(const protocol::HttpRequest& req,
+                                      protocol::ResponseWriter& w) {
+  auto with_in_flight = [&](std::string body) {
+    auto j = nlohmann::ordered_json::parse(body);
+    if (j["state"] == "draining") j["in_flight"] = in_flight();
+    return j.dump();
+  };
+  if (req.method == "GET") return w.send(200, "application/json", with_in_flight(role_status()));
+  if (req.method != "POST") {
+    return w.send_error(405, "method " + req.method + " is not allowed on " + req.path,
+                        "method_not_allowed");
+  }
+  auto body = protocol::parse_json_object(req.body);
+  if (!body.is_ok()) return w.send_error(body.status());
+  const auto* role_field =
+      body->contains("role") && (*body)["role"].is_string() ? &(*body)["role"] : nullptr;
+  if (role_field == nullptr) return w.send_error(invalid_argument("role: required, a string"));
+  auto target = parse_role(role_field->get<std::string>());
+  if (!target.is_ok()) return w.send_error(target.status());
+  int64_t drain_ms = 30000;
+  if (body->contains("drain_timeout_ms")) {
+    const auto& v = (*body)["drain_timeout_ms"];
+    if (!v.is_number_integer() || v.get<int64_t>() < 0) {
+      return w.send_error(invalid_argument("drain_timeout_ms: must be a non-negative integer"));
+    }
+    drain_ms = v.get<int64_t>();
+  }
+  const std::string reason = body->contains("reason") && (*body)["reason"].is_string()
+                                 ? (*body)["reason"].get<std::string>()
+                                 : "";
+  {
+    std::lock_guard lock(role_mu_);
+    if (draining_.load()) {
+      nlohmann::ordered_json j = {{"role", role_name(role_.load())},
+                                  {"state", "draining"},
+                                  {"target", role_name(target_role_)}};
+      return w.send(409, "application/json", j.dump());
+    }
+    if (*target == role_.load()) {
+      nlohmann::ordered_json j = {{"role", role_name(role_.load())}, {"state", "serving"}};
+      return w.send(200, "application/json", j.dump());
+    }
+    target_role_ = *target;
+    drain_deadline_ = Clock::now() + std::chrono::milliseconds(drain_ms);
+    draining_.store(true);
+  }
+  BATON_LOG_INFO("role change {} -> {} started (drain up to {} ms): {}", role_name(role_.load()),
+                 role_name(*target), drain_ms, reason);
+  w.send(202, "application/json", with_in_flight(role_status()));
+  finish_role_change();  // nothing in flight: switch at once
+}
+
+void InstanceServer::Impl::finish_role_change() {
+  if (!draining_.load()) return;
+  const size_t busy = in_flight();
+  std::lock_guard lock(role_mu_);
+  if (!draining_.load()) return;
+  if (busy > 0 && Clock::now() < drain_deadline_) return;
+  const Role from = role_.load();
+  role_.store(target_role_);
+  for (auto& [r, g] : role_gauges_) g->set(r == target_role_ ? 1 : 0);
+  draining_.store(false);
+  BATON_LOG_INFO("role change {} -> {} done ({} requests still in flight go on)", role_name(from),
+                 role_name(target_role_), busy);
 }
 
 }  // namespace baton::server
