@@ -149,6 +149,10 @@ std::string random_token() {
 Status apply_config(UpFlags& f, const CLI::App& cmd) {
   if (f.config.empty()) return Status::ok();
   BATON_ASSIGN_OR_RETURN(Config c, Config::load_file(f.config));
+  BATON_RETURN_IF_ERROR(c.check_known_keys(
+      "", {"model", "prefill", "decode", "mixed", "port", "serve_args", "controller"}));
+  BATON_RETURN_IF_ERROR(
+      c.check_known_keys("controller", {"port", "ttft_slo_ms", "tpot_slo_ms", "adjust_ratio"}));
   auto set_int = [&](const char* key, const char* flag, int& out) -> Status {
     if (cmd.count(flag) > 0 || !c.has(key)) return Status::ok();
     BATON_ASSIGN_OR_RETURN(int64_t v, c.get<int64_t>(key));

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <csignal>
 #include <filesystem>
+#include <fstream>
 #include <regex>
 #include <string>
 
@@ -247,6 +248,39 @@ TEST(BatonUp, AnInstanceThatCannotStartEndsUpWithItsError) {
       << "the instance's own error is shown:\n"
       << up.output();
   fs::remove_all(logs);
+}
+
+TEST(BatonUp, TheClusterYamlSetsTheShapeAndFlagsWin) {
+  fs::path logs = fs::temp_directory_path() / ("baton-up-test-yaml-" + std::to_string(getpid()));
+  fs::create_directories(logs);
+  const uint16_t port = free_port();
+  {
+    std::ofstream yaml(logs / "cluster.yaml");
+    yaml << "mixed: 3\nport: " << port
+         << "\nserve_args: [--threads, \"1\", --kv-cache-mb, \"64\"]\n"
+         << "controller: {ttft_slo_ms: 500}\n";
+  }
+  Up up({"--config", (logs / "cluster.yaml").string(), "--mixed", "1", "--log-dir", logs.string()});
+  auto banner = up.wait_for(R"(Baton is up: http://127\.0\.0\.1:(\d+)/v1  \((.*),)", 120s);
+  ASSERT_FALSE(banner.empty()) << up.output();
+  EXPECT_EQ(std::stoi(banner[1]), port) << "the port from the file";
+  EXPECT_EQ(banner[2], "1 mixed") << "--mixed 1 over the file's 3";
+  up.process().signal(SIGTERM);
+  ASSERT_TRUE(up.process().wait_until(SteadyClock::instance().now() + 60s)) << up.output();
+  fs::remove_all(logs);
+}
+
+TEST(BatonUp, ATypoInTheClusterYamlIsAUsageError) {
+  fs::path dir = fs::temp_directory_path() / ("baton-up-test-typo-" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  {
+    std::ofstream yaml(dir / "cluster.yaml");
+    yaml << "mixed: 1\nprot: 9000\n";
+  }
+  Up up({"--config", (dir / "cluster.yaml").string()});
+  ASSERT_TRUE(up.process().wait_until(SteadyClock::instance().now() + 30s));
+  EXPECT_EQ(baton::controller::describe_exit(up.process().wait_status()), "exited with code 2");
+  fs::remove_all(dir);
 }
 
 TEST(BatonUp, RefusesAnImpossibleShape) {
