@@ -187,6 +187,23 @@ TEST_F(BenchCli, ReplaysASavedTraceOverTheChatApi) {
   EXPECT_NE(r.output.find("scenario chat: 1 ok, 0 failed"), std::string::npos) << r.output;
 }
 
+TEST_F(BenchCli, ConversationsGrowWithTheServersAnswers) {
+  Outcome r = run_baton("bench --url " + server_->url() +
+                        " --backend openai-chat --multi-turn 3 --num-prompts 6"
+                        " --random-input-len 16 --random-output-len 4 --label chat"
+                        " --result-dir " +
+                        dir_.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  nlohmann::json j = read_json(dir_ / "chat_rate-inf.json");
+  ASSERT_FALSE(j.is_discarded()) << r.output;
+  EXPECT_EQ(j["completed"], 6);
+  EXPECT_EQ(j["total_output_tokens"], 24);
+  // Two conversations, sent turn by turn: requests 0 and 1 open them, 2 and 3
+  // add a second turn, 4 and 5 a third; each turn's prompt holds the last.
+  const auto& in = j["input_lens"];
+  for (int k = 2; k < 6; ++k) EXPECT_GT(in[k].get<int>(), in[k - 2].get<int>()) << k;
+}
+
 TEST_F(BenchCli, CompareRunsOneWorkloadPerTargetAndPrintsRatios) {
   Outcome r = run_baton("bench compare --target first=" + server_->url() +
                         " --target second=" + server_->url() +

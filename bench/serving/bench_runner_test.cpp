@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -30,6 +31,8 @@ struct Seen {
   std::string prompt;
   int max_tokens = 0;
   uint16_t remote_port = 0;
+  size_t messages = 0;  // chat
+  std::string last_message;
 };
 
 // A scripted server: streams max_tokens one-token chunks and a usage chunk,
@@ -76,6 +79,10 @@ class FakeServer {
     s.prompt = chat ? body["messages"][0]["content"].get<std::string>()
                     : body["prompt"].get<std::string>();
     s.max_tokens = body.value(chat ? "max_completion_tokens" : "max_tokens", 0);
+    if (chat) {
+      s.messages = body["messages"].size();
+      s.last_message = body["messages"].back()["content"].get<std::string>();
+    }
     s.remote_port = req.remote_port;
     EXPECT_TRUE(body["stream"].get<bool>());
     EXPECT_TRUE(body["stream_options"]["include_usage"].get<bool>());
@@ -321,6 +328,64 @@ TEST(Runner, WarmupsRunFirstAndAreNotRecorded) {
   ASSERT_TRUE(run.is_ok());
   EXPECT_EQ(server.seen().size(), 8u);
   EXPECT_EQ(run->records.size(), 5u);
+}
+
+WorkloadOptions conversations(int64_t n, int turns) {
+  WorkloadOptions w;
+  w.num_prompts = n;
+  w.turns = turns;
+  Scenario s;
+  s.input.mean = 10;
+  s.output.mean = 4;  // the fake answer: " tok tok tok" (one token has no text)
+  w.scenarios = {s};
+  return w;
+}
+
+TEST(Runner, LaterTurnsCarryTheAnswersTheServerGave) {
+  FakeServer server;
+  auto specs = make_workload(conversations(12, 3));  // 4 conversations of 3 turns
+  ASSERT_TRUE(specs.is_ok());
+  auto run = run_benchmark(*specs, options_for(server), SteadyClock::instance());
+  ASSERT_TRUE(run.is_ok());
+  std::vector<Seen> seen = server.seen();
+  ASSERT_EQ(seen.size(), 12u);
+  int later = 0;
+  for (const Seen& s : seen) {
+    if (s.prompt.find("tok") == std::string::npos) continue;  // a first turn
+    ++later;
+    // Some earlier prompt, then the answer to it, then new words: the turn
+    // could only be built after its previous turn's answer had arrived.
+    bool found = false;
+    for (const Seen& q : seen) {
+      found = found || s.prompt.rfind(q.prompt + "  tok tok tok ", 0) == 0;
+    }
+    EXPECT_TRUE(found) << s.prompt;
+  }
+  EXPECT_EQ(later, 8);
+  for (const RequestRecord& r : run->records) {
+    EXPECT_TRUE(r.success) << r.error;
+    EXPECT_EQ(r.generated_text, " tok tok tok");
+  }
+}
+
+TEST(Runner, ChatConversationsSendAlternatingMessages) {
+  FakeServer server;
+  auto specs = make_workload(conversations(6, 3));
+  ASSERT_TRUE(specs.is_ok());
+  RunOptions o = options_for(server, Api::kChat);
+  o.max_concurrency = 2;
+  auto run = run_benchmark(*specs, o, SteadyClock::instance());
+  ASSERT_TRUE(run.is_ok());
+  std::map<size_t, int> by_length;
+  for (const Seen& s : server.seen()) {
+    ++by_length[s.messages];
+    EXPECT_EQ(std::count(s.last_message.begin(), s.last_message.end(), ' ') + 1, 10)
+        << "the new message of a turn has the turn's fresh words";
+  }
+  // Turn 1: [user]; turn 2: [user, assistant, user]; turn 3: five messages.
+  EXPECT_EQ(by_length[1], 2);
+  EXPECT_EQ(by_length[3], 2);
+  EXPECT_EQ(by_length[5], 2);
 }
 
 TEST(Runner, UnreachableServerFailsEveryRequest) {

@@ -199,16 +199,14 @@ class Call : public std::enable_shared_from_this<Call> {
     }
     if (auto c = j.find("choices"); c != j.end() && c->is_array() && !c->empty()) {
       const nlohmann::json& choice = (*c)[0];
-      size_t text = 0;
+      std::string& text = record_.generated_text;
       if (client_->api == Api::kCompletions) {
         if (auto t = choice.find("text"); t != choice.end() && t->is_string()) {
-          text = t->get_ref<const std::string&>().size();
+          text += t->get_ref<const std::string&>();
         }
       } else if (auto d = choice.find("delta"); d != choice.end() && d->is_object()) {
-        for (const char* key : {"content", "reasoning_content"}) {
-          if (auto t = d->find(key); t != d->end() && t->is_string()) {
-            text += t->get_ref<const std::string&>().size();
-          }
+        if (auto t = d->find("content"); t != d->end() && t->is_string()) {
+          text += t->get_ref<const std::string&>();
         }
       }
       // Every chunk with a choice counts, text or not, as in vLLM: servers
@@ -222,7 +220,6 @@ class Call : public std::enable_shared_from_this<Call> {
         }
         last_text_ = at;
         ++record_.chunks;
-        record_.generated_chars += static_cast<int64_t>(text);
       }
     }
     if (auto u = j.find("usage"); u != j.end() && u->is_object()) {
@@ -233,6 +230,7 @@ class Call : public std::enable_shared_from_this<Call> {
 
   void finish() {
     bool keep = parser_->get().keep_alive();
+    record_.generated_chars = static_cast<int64_t>(record_.generated_text.size());
     record_.latency_s =
         record_.chunks > 0 ? seconds(last_text_ - sent_) : seconds(client_->clock.now() - sent_);
     record_.prompt_tokens = usage_prompt_ > 0 ? usage_prompt_ : record_.input_len;

@@ -51,6 +51,7 @@ struct RequestRecord {
   int output_tokens = 0;  // usage.completion_tokens, else chunks
   int64_t chunks = 0;     // chunks with a choice received
   int64_t generated_chars = 0;
+  std::string generated_text;  // what was generated (kept in memory, not written)
 };
 
 // Service-level objectives for goodput, in milliseconds; unset ones are not

@@ -4,7 +4,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <ctime>
 #include <deque>
+#include <memory>
 #include <nlohmann/json.hpp>
+#include <unordered_map>
 
 #include "protocol/http_client.h"
 
@@ -12,22 +14,44 @@ namespace baton::bench {
 
 namespace net = boost::asio;
 
-std::string request_body(const RequestSpec& spec, const RunOptions& options) {
+std::string request_body(const std::vector<ChatMessage>& messages, int max_tokens,
+                         const RunOptions& options) {
   nlohmann::json j;
   j["model"] = options.model;
-  std::string text = prompt_text(spec, options.seed);
   if (options.api == Api::kChat) {
-    j["messages"] = nlohmann::json::array({{{"role", "user"}, {"content", std::move(text)}}});
-    j["max_completion_tokens"] = spec.output_len;
+    nlohmann::json list = nlohmann::json::array();
+    for (const ChatMessage& m : messages)
+      list.push_back({{"role", m.role}, {"content", m.content}});
+    j["messages"] = std::move(list);
+    j["max_completion_tokens"] = max_tokens;
   } else {
-    j["prompt"] = std::move(text);
-    j["max_tokens"] = spec.output_len;
+    std::string prompt;
+    for (const ChatMessage& m : messages) {
+      if (!prompt.empty() && !m.content.empty()) prompt += ' ';
+      prompt += m.content;
+    }
+    j["prompt"] = std::move(prompt);
+    j["max_tokens"] = max_tokens;
   }
   j["stream"] = true;
   j["stream_options"] = {{"include_usage", true}};
   if (options.ignore_eos) j["ignore_eos"] = true;
   if (options.temperature) j["temperature"] = *options.temperature;
   return j.dump();
+}
+
+std::string request_body(const RequestSpec& spec, const RunOptions& options) {
+  return request_body({{"user", prompt_text(spec, options.seed)}}, spec.output_len, options);
+}
+
+std::string new_message_text(const RequestSpec& spec, int words, uint64_t seed) {
+  std::string text = prompt_text(spec, seed);
+  size_t at = text.size();
+  for (int n = 0; n < words && at > 0; ++n) {
+    size_t space = text.rfind(' ', at - 1);
+    at = space == std::string::npos ? 0 : space;
+  }
+  return text.substr(at == 0 ? 0 : at + 1);
 }
 
 namespace {
@@ -92,7 +116,47 @@ class Phase {
            (options_.max_concurrency <= 0 || in_flight_ < options_.max_concurrency)) {
       size_t i = waiting_.front();
       waiting_.pop_front();
+      int64_t c = specs_[i].conversation;
+      if (c >= 0) {
+        // A turn goes only after the previous turn of its conversation has
+        // ended: its prompt holds that turn's answer.
+        Conversation& conv = conversations_[c];
+        if (conv.busy) {
+          conv.parked.push_back(i);
+          continue;
+        }
+        conv.busy = true;
+      }
       send(i);
+    }
+  }
+
+  // The messages of request i: its own prompt, or for a later turn of a
+  // conversation the history as it happened (earlier prompts and the
+  // answers the server gave) and a new user message of the words the turn
+  // adds.
+  std::vector<ChatMessage> messages_for(size_t i) {
+    const RequestSpec& spec = specs_[i];
+    if (spec.conversation < 0) return {{"user", prompt_text(spec, options_.seed)}};
+    Conversation& conv = conversations_[spec.conversation];
+    if (conv.history.empty()) return {{"user", prompt_text(spec, options_.seed)}};
+    std::vector<ChatMessage> m = conv.history;
+    int fresh = std::max(1, spec.input_len - conv.last_input_len - conv.last_output_len);
+    m.push_back({"user", new_message_text(spec, fresh, options_.seed)});
+    return m;
+  }
+
+  void on_turn_done(size_t i, const std::vector<ChatMessage>& sent, const RequestRecord& r) {
+    Conversation& conv = conversations_[specs_[i].conversation];
+    conv.busy = false;
+    conv.history = sent;
+    conv.history.push_back({"assistant", r.generated_text});
+    conv.last_input_len = specs_[i].input_len;
+    conv.last_output_len = specs_[i].output_len;
+    if (!conv.parked.empty()) {
+      // Already due: it goes before anything that became due after it.
+      waiting_.push_front(conv.parked.front());
+      conv.parked.pop_front();
     }
   }
 
@@ -108,8 +172,10 @@ class Phase {
     if (!spec.scenario.empty()) headers.emplace_back(kScenarioHeader, spec.scenario);
     ++in_flight_;
     peak_ = std::max(peak_, in_flight_);
-    client_.send(request_body(spec, options_), std::move(headers), t0_, std::move(record),
-                 [this, i](RequestRecord r) {
+    auto messages = std::make_shared<std::vector<ChatMessage>>(messages_for(i));
+    client_.send(request_body(*messages, spec.output_len, options_), std::move(headers), t0_,
+                 std::move(record), [this, i, messages](RequestRecord r) {
+                   if (specs_[i].conversation >= 0) on_turn_done(i, *messages, r);
                    records_[i] = std::move(r);
                    --in_flight_;
                    ++finished_;
@@ -128,6 +194,13 @@ class Phase {
   Clock::TimePoint t0_, end_;
   size_t next_ = 0;
   std::deque<size_t> waiting_;
+  struct Conversation {
+    bool busy = false;                 // a turn is in flight
+    std::deque<size_t> parked;         // due turns waiting for it
+    std::vector<ChatMessage> history;  // as sent and answered so far
+    int last_input_len = 0, last_output_len = 0;
+  };
+  std::unordered_map<int64_t, Conversation> conversations_;
   int64_t in_flight_ = 0, peak_ = 0, finished_ = 0;
 };
 

@@ -9,6 +9,13 @@
 // request rate every request is due at once, so max_concurrency alone makes a
 // closed loop of that many clients.
 //
+// Multi-turn conversations (specs with a conversation id) run as chats do:
+// turn k is sent at its arrival time or when turn k-1 has ended, whichever
+// is later, and its prompt is the real history (the earlier prompts and the
+// answers the server streamed) plus the turn's new words, so the server's
+// prefix cache sees what it would see in production. With the completions
+// API the history is one prompt; with the chat API, alternating messages.
+//
 // Warm-up requests (the first num_warmups specs of the workload, sent again)
 // run and finish before the timed run starts; they are not recorded.
 //
@@ -53,8 +60,22 @@ struct RunResult {
   std::string started_at;              // wall clock, ISO 8601 UTC
 };
 
-// The JSON body of one streaming request for `spec`.
+// One message of a conversation ("user" or "assistant").
+struct ChatMessage {
+  std::string role;
+  std::string content;
+};
+
+// The JSON body of one streaming request: chat messages as they are, or for
+// the completions API their contents joined by spaces as the prompt.
+std::string request_body(const std::vector<ChatMessage>& messages, int max_tokens,
+                         const RunOptions& options);
+// The body of a single-turn request for `spec` (one user message).
 std::string request_body(const RequestSpec& spec, const RunOptions& options);
+
+// The last `words` words of prompt_text(spec, seed): what a later turn of a
+// conversation adds to its history.
+std::string new_message_text(const RequestSpec& spec, int words, uint64_t seed);
 
 // Runs the workload. Errors only for a bad setup (unresolvable host); requests
 // that fail are records with success = false.

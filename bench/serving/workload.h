@@ -96,8 +96,10 @@ struct WorkloadOptions {
   int64_t num_prompts = 100;
   uint64_t seed = 0;
   std::vector<Scenario> scenarios;  // at least one; one untagged by default
-  // Multi-turn: each conversation has `turns` requests; turn k's input holds
-  // the whole history so far (earlier prompts and answers) plus a new message.
+  // Multi-turn: each conversation has `turns` requests; turn k's input_len
+  // counts the whole history so far (earlier prompts and answers) plus a new
+  // message. prompt_text() stands in for the answers with words of the same
+  // length; the runner sends the real answers instead (runner.h).
   int turns = 1;
   ArrivalOptions arrivals;
 };
