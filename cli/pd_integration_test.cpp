@@ -395,33 +395,45 @@ TEST_F(PdCluster, AnExpiredLeaseReleasesTheReservation) {
   EXPECT_EQ(decode_->kv_usage(), before);
 }
 
+// Sends a forged KV message for the ticket's transfer to the decode side:
+// `keep` bytes of it, then closes the connection.
+void forge_transfer(const pd::Ticket& t, bool corrupt, bool truncate) {
+  const auto& e = t.entries[0];
+  const uint64_t bytes =
+      static_cast<uint64_t>(e.prompt_token_ids.size() - static_cast<size_t>(e.cached_tokens)) *
+      static_cast<uint64_t>(2 * t.kv_shape.num_layers * t.kv_shape.num_kv_heads *
+                            t.kv_shape.head_dim * t.kv_shape.dtype_size);
+  std::vector<uint8_t> msg(kvtransfer::wire::kHeaderBytes + bytes +
+                           kvtransfer::wire::kTrailerBytes);
+  kvtransfer::wire::encode_header({kvtransfer::wire::FrameKind::kData, e.transfer_id, bytes, 0},
+                                  msg.data());
+  const uint8_t* payload = msg.data() + kvtransfer::wire::kHeaderBytes;
+  const uint64_t sum = kvtransfer::wire::checksum64(payload, bytes);
+  kvtransfer::wire::encode_u64(corrupt ? sum + 1 : sum, msg.data() + msg.size() - 8);
+  const size_t keep = truncate ? kvtransfer::wire::kHeaderBytes + bytes / 2 : msg.size();
+  auto colon = t.kv_endpoint.rfind(':');
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<uint16_t>(std::stoi(t.kv_endpoint.substr(colon + 1))));
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  ASSERT_EQ(write(fd, msg.data(), keep), static_cast<ssize_t>(keep));
+  close(fd);
+}
+
 TEST_F(PdCluster, ACorruptedTransferIsRejectedWithAClearError) {
-  json body = completion(long_prompt(40), 4);
-  std::optional<Status> error;
-  auto a =
-      ask_pd(*prefill_, *decode_, pd::Api::kCompletions, body, 30000, [&](const pd::Ticket& t) {
-        // Before the real prefill, a forged message for this ticket
-        // whose checksum does not match its bytes.
-        const uint64_t bytes =
-            static_cast<uint64_t>(t.entries[0].prompt_token_ids.size() -
-                                  static_cast<size_t>(t.entries[0].cached_tokens)) *
-            static_cast<uint64_t>(2 * t.kv_shape.num_layers * t.kv_shape.num_kv_heads *
-                                  t.kv_shape.head_dim * t.kv_shape.dtype_size);
-        std::vector<uint8_t> msg(kvtransfer::wire::kHeaderBytes + bytes +
-                                 kvtransfer::wire::kTrailerBytes);
-        kvtransfer::wire::encode_header(
-            {kvtransfer::wire::FrameKind::kData, t.entries[0].transfer_id, bytes, 0}, msg.data());
-        kvtransfer::wire::encode_u64(12345, msg.data() + msg.size() - 8);
-        auto colon = t.kv_endpoint.rfind(':');
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in sa{};
-        sa.sin_family = AF_INET;
-        sa.sin_port = htons(static_cast<uint16_t>(std::stoi(t.kv_endpoint.substr(colon + 1))));
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
-        ASSERT_EQ(write(fd, msg.data(), msg.size()), static_cast<ssize_t>(msg.size()));
-        close(fd);
-      });
+  auto a = ask_pd(*prefill_, *decode_, pd::Api::kCompletions, completion(long_prompt(40), 4), 30000,
+                  [](const pd::Ticket& t) { forge_transfer(t, true, false); });
+  ASSERT_TRUE(a.error.has_value()) << a.body.dump();
+  EXPECT_NE(a.error->message().find("KV transfer"), std::string::npos) << a.error->message();
+  EXPECT_NE(a.error->message().find("checksum"), std::string::npos) << a.error->message();
+  EXPECT_EQ(decode_->kv_usage(), 0.0);
+}
+
+TEST_F(PdCluster, ATruncatedTransferIsRejectedWithAClearError) {
+  auto a = ask_pd(*prefill_, *decode_, pd::Api::kCompletions, completion(long_prompt(41), 4), 30000,
+                  [](const pd::Ticket& t) { forge_transfer(t, false, true); });
   ASSERT_TRUE(a.error.has_value()) << a.body.dump();
   EXPECT_NE(a.error->message().find("KV transfer"), std::string::npos) << a.error->message();
   EXPECT_EQ(decode_->kv_usage(), 0.0);
