@@ -215,7 +215,8 @@ class Controller::Impl {
     std::optional<Role> completed;  // the role of the last completed change
     InstanceHealth health;
     std::optional<MetricsScrape> last_scrape;
-    std::optional<LoadReport> load;
+    std::optional<LoadReport> load;   // history merged
+    std::vector<LoadReport> history;  // within load_window
     bool changing = false;
     bool no_role_endpoint = false;  // a change failed for want of the endpoint
     Role from = Role::kMixed;
@@ -227,6 +228,12 @@ class Controller::Impl {
             const std::string& instance, const std::string& group, std::string message) {
     BATON_LOG_INFO("controller: {}", message);
     events.push_back(ControllerEvent{kind, instance, group, std::move(message)});
+  }
+
+  // Load measured in the old role says nothing about the new one.
+  static void forget_load(Tracked& t) {
+    t.history.clear();
+    t.load.reset();
   }
 
   void finish_change(Tracked& t, const std::string& result, std::string message,
@@ -270,8 +277,13 @@ class Controller::Impl {
                  std::string(health_name(step.transition->to)) + ", " + step.transition->reason);
       }
       if (r.scrape) {
-        t.load = make_load_report(t.last_scrape ? &*t.last_scrape : nullptr, *r.scrape, now);
+        t.history.push_back(
+            make_load_report(t.last_scrape ? &*t.last_scrape : nullptr, *r.scrape, now));
         t.last_scrape = std::move(r.scrape);
+        while (t.history.size() > 1 && now - t.history.front().at > options_.load_window) {
+          t.history.erase(t.history.begin());
+        }
+        t.load = merge_reports(t.history);
       }
 
       t.role = t.completed.value_or(m.role);
@@ -286,6 +298,7 @@ class Controller::Impl {
         if (s.settled_at(t.target)) {
           t.completed = t.target;
           t.role = t.target;
+          forget_load(t);
           finish_change(t, "done",
                         m.id + " now serves " + std::string(role_name(t.target)) + " (was " +
                             std::string(role_name(t.from)) + ")",
@@ -387,6 +400,7 @@ class Controller::Impl {
     if (r->settled_at(c.to)) {
       t.completed = c.to;
       t.role = c.to;
+      forget_load(t);
       finish_change(t, "done", c.member.id + " now serves " + std::string(role_name(c.to)), events);
       return;
     }

@@ -57,6 +57,9 @@ struct ControllerOptions {
   // and how long the controller follows a change before calling it failed.
   std::chrono::milliseconds drain_timeout{30000};
   std::chrono::milliseconds role_change_timeout{90000};
+  // Latencies and rejections are judged over the reports of this span (at
+  // least the last one), not just the last interval.
+  std::chrono::milliseconds load_window{10000};
   // The controller's own HTTP endpoint; nullopt: none.
   std::optional<protocol::HttpServerOptions> http = protocol::HttpServerOptions{};
   int probe_threads = 8;

@@ -248,10 +248,14 @@ TEST(Controller, MovesADecodeInstanceToPrefillThroughItsRoleEndpoint) {
                          "prefill\",reason=\"prefill_bottleneck\"} 1"),
             std::string::npos)
       << metrics;
-  // Two rounds before the change, one after it (a new streak begins).
   EXPECT_NE(metrics.find("baton:controller_decisions_total{group=\"default\",action=\"hold\","
-                         "reason=\"not_sustained\"} 3"),
+                         "reason=\"not_sustained\"} 2"),
             std::string::npos);
+  // The round the change ended: d0's load as a decode instance is forgotten.
+  EXPECT_NE(metrics.find("baton:controller_decisions_total{group=\"default\",action=\"hold\","
+                         "reason=\"insufficient_data\"} 1"),
+            std::string::npos)
+      << metrics;
   EXPECT_NE(metrics.find("baton:controller_role_changes_total{group=\"default\",from=\"decode\","
                          "to=\"prefill\",result=\"done\"} 1"),
             std::string::npos);
@@ -289,6 +293,28 @@ TEST(Controller, AnInstanceWithoutARoleEndpointFailsTheChangeCleanly) {
   }
   ASSERT_EQ(d1.role_requests().size(), 1u);
   EXPECT_EQ(d1.role_requests()[0]["role"], "prefill");
+}
+
+TEST(Controller, LowTrafficIsJudgedOverTheLoadWindow) {
+  FakeInstance p0(Role::kPrefill), d0(Role::kDecode), d1(Role::kDecode);
+  StaticMembership members({p0.member("p0"), d0.member("d0"), d1.member("d1")});
+  FakeClock clock;
+  ControllerOptions o = manual_options();
+  o.load_window = 10s;
+  auto c = Controller::start(o, members, clock);
+  ASSERT_TRUE(c.is_ok());
+  (*c)->run_round();
+  // Two slow requests a second: under the 5 observations one interval needs,
+  // but plenty over the 10 s window.
+  for (int i = 0; i < 8 && d0.role_requests().empty(); ++i) {
+    p0.observe(3.0, 2);
+    clock.advance(1s);
+    (*c)->run_round();
+  }
+  EXPECT_EQ(d0.role_requests().size(), 1u);
+  ControllerView v = (*c)->view();
+  ASSERT_TRUE(find(v, "p0")->load.has_value());
+  EXPECT_GE(find(v, "p0")->load->ttft.total(), 5);
 }
 
 TEST(Controller, TheLoopProbesOnItsOwnAndStops) {

@@ -267,4 +267,21 @@ LoadReport make_load_report(const MetricsScrape* previous, const MetricsScrape& 
   return r;
 }
 
+LoadReport merge_reports(const std::vector<LoadReport>& reports) {
+  if (reports.empty()) return LoadReport{};
+  LoadReport out = reports.back();
+  out.ttft = LatencyWindow{};
+  out.tpot = LatencyWindow{};
+  out.rejected = out.finished = 0;
+  for (const LoadReport& r : reports) {
+    // Bounds only change when an instance is replaced by another build;
+    // then the newest windows win.
+    if (!out.ttft.merge(r.ttft)) out.ttft = r.ttft;
+    if (!out.tpot.merge(r.tpot)) out.tpot = r.tpot;
+    out.rejected += r.rejected;
+    out.finished += r.finished;
+  }
+  return out;
+}
+
 }  // namespace baton::controller

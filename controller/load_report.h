@@ -112,4 +112,11 @@ struct LoadReport {
 LoadReport make_load_report(const MetricsScrape* previous, const MetricsScrape& current,
                             Clock::TimePoint at);
 
+// Several consecutive reports of one instance as one over their whole span:
+// gauges, time and role of the last, latency windows merged, rejections and
+// finished requests summed. Judging latency over a longer span than one
+// scrape interval keeps low-traffic instances from having too few
+// observations. An empty list gives an empty report.
+LoadReport merge_reports(const std::vector<LoadReport>& reports);
+
 }  // namespace baton::controller

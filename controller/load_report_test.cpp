@@ -119,5 +119,25 @@ TEST(LoadReport, RoleComesFromTheInstanceRoleGauge) {
   EXPECT_EQ(m->role, "decode");
 }
 
+TEST(LoadReport, MergingReportsWidensTheWindow) {
+  LoadReport a, b;
+  a.at = Clock::TimePoint{std::chrono::seconds(1)};
+  a.running = 9;
+  a.ttft = LatencyWindow{{0.1, 1}, {2, 0, 0}};
+  a.rejected = 1;
+  b.at = Clock::TimePoint{std::chrono::seconds(2)};
+  b.running = 3;
+  b.ttft = LatencyWindow{{0.1, 1}, {0, 0, 3}};
+  b.rejected = 2;
+  b.role = "decode";
+  LoadReport m = merge_reports({a, b});
+  EXPECT_EQ(m.at, b.at);
+  EXPECT_EQ(m.running, 3) << "gauges are the newest";
+  EXPECT_EQ(m.role, "decode");
+  EXPECT_EQ(m.ttft.total(), 5);
+  EXPECT_EQ(m.rejected, 3);
+  EXPECT_EQ(merge_reports({}).ttft.total(), 0);
+}
+
 }  // namespace
 }  // namespace baton::controller
