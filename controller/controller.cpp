@@ -185,7 +185,11 @@ class Controller::Impl {
     std::vector<ProbeResult> results(members.size());
     for (size_t i = 0; i < members.size(); ++i) {
       if (queued[i]) {
-        results[i] = futures[i].get();
+        try {
+          results[i] = futures[i].get();
+        } catch (const std::exception& e) {
+          results[i].detail = std::string("controller: probe failed: ") + e.what();
+        }
       } else {
         results[i].detail = "controller: probe not queued";
       }
