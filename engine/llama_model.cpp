@@ -538,12 +538,15 @@ Status check_range(const ModelOptions& o, const int32_t* table, int32_t first, i
 
 Result<LlamaModel::KvStaging> LlamaModel::kv_staging(int32_t count) {
   const int64_t kv = config_.kv_size();
+  const size_t bytes = 2 * static_cast<size_t>(count * kv) * dtype_size(options_.kv_dtype);
+  if (kv_stage_.bytes() < bytes) {
+    kv_stage_ = kernels::DeviceBuffer();  // release the old one first: device memory is scarce
+    BATON_ASSIGN_OR_RETURN(kv_stage_, backend_.allocate(bytes));
+  }
   KvStaging st;
-  BATON_ASSIGN_OR_RETURN(st.buffer, backend_.allocate(2 * static_cast<size_t>(count * kv) *
-                                                      dtype_size(options_.kv_dtype)));
-  st.k = Tensor(st.buffer.data(), options_.kv_dtype, {count, kv});
-  st.v =
-      Tensor(static_cast<char*>(st.buffer.data()) + st.k.bytes(), options_.kv_dtype, {count, kv});
+  st.data = kv_stage_.data();
+  st.k = Tensor(st.data, options_.kv_dtype, {count, kv});
+  st.v = Tensor(static_cast<char*>(st.data) + st.k.bytes(), options_.kv_dtype, {count, kv});
   return st;
 }
 
@@ -555,7 +558,7 @@ Status LlamaModel::export_kv(const int32_t* table, int32_t first, int32_t count,
   char* out = static_cast<char*>(dst);
   for (Layer& L : layers_) {
     backend_.kv_gather(L.cache, table, first, count, st.k, st.v);
-    BATON_RETURN_IF_ERROR(backend_.download(st.buffer.data(), layer_bytes, out));
+    BATON_RETURN_IF_ERROR(backend_.download(st.data, layer_bytes, out));
     out += layer_bytes;
   }
   return backend_.synchronize();
@@ -568,7 +571,7 @@ Status LlamaModel::import_kv(const int32_t* table, int32_t first, int32_t count,
   const size_t layer_bytes = 2 * st.k.bytes();
   const char* in = static_cast<const char*>(src);
   for (Layer& L : layers_) {
-    BATON_RETURN_IF_ERROR(backend_.upload(in, layer_bytes, st.buffer.data()));
+    BATON_RETURN_IF_ERROR(backend_.upload(in, layer_bytes, st.data));
     backend_.kv_scatter(L.cache, table, first, count, st.k, st.v);
     in += layer_bytes;
   }

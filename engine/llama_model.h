@@ -120,9 +120,11 @@ class LlamaModel {
   };
 
   // Backend memory for the K and V of `count` tokens of one layer, back to
-  // back: the unit export_kv/import_kv move per layer.
+  // back: the unit export_kv/import_kv move per layer. Views of kv_stage_,
+  // which grows to the largest transfer seen and is kept, so that a transfer
+  // allocates no device memory in the steady state.
   struct KvStaging {
-    kernels::DeviceBuffer buffer;
+    void* data = nullptr;
     kernels::Tensor k, v;
   };
 
@@ -156,6 +158,7 @@ class LlamaModel {
   kernels::Tensor last_, logits_;
   kernels::Tensor qkv1_;  // [1, q + 2 kv]: the fused projection of a one-token step
 
+  kernels::DeviceBuffer kv_stage_;               // see KvStaging
   kernels::cuda::StepGraphs* graphs_ = nullptr;  // null: no graphs on this backend
   int64_t graph_replays_ = 0;
   std::vector<kernels::AttentionSeq> graph_seqs_;  // the padded batch of a replay

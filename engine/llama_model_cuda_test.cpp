@@ -266,6 +266,49 @@ TEST(GpuEngine, ServesFixtureGreedily) {
   EXPECT_GT(checked, 0);
 }
 
+// The KV of a prompt exported from the GPU cache to host memory and imported
+// into other blocks decodes exactly as the original (the P/D hand-off), and
+// a second, smaller transfer reuses the staging memory of the first.
+TEST(GpuKv, ExportImportRoundTrip) {
+  auto backend = gpu_backend(DType::kBF16);
+  if (!backend) GTEST_SKIP() << "no GPU here (or a build without CUDA)";
+  auto m = load(*backend, "tiny-llama3");
+  ASSERT_TRUE(m);
+  const int32_t bs = m->options().block_size;
+  std::vector<int32_t> tokens =
+      expected("tiny-llama3")["greedy"][3]["prompt_ids"].get<std::vector<int32_t>>();
+  const auto n = static_cast<int32_t>(tokens.size());
+  std::vector<int32_t> src, dst;
+  ForwardBatch b;
+  add_tokens(b, tokens, src, 0, n, bs);
+  std::vector<float> logits;
+  ASSERT_TRUE(m->forward(b, logits).is_ok());
+  for (int32_t repeat = 0; repeat < 2; ++repeat) {
+    const int32_t count = repeat == 0 ? n : n / 2;
+    std::vector<char> buf(m->kv_bytes_per_token() * static_cast<size_t>(count));
+    Status st = m->export_kv(src.data(), 0, count, buf.data());
+    ASSERT_TRUE(st.is_ok()) << st.to_string();
+    dst.clear();
+    for (int32_t i = 0; i < 16; ++i) dst.push_back(40 + i);  // room for 256 tokens
+    st = m->import_kv(dst.data(), 0, count, buf.data());
+    ASSERT_TRUE(st.is_ok()) << st.to_string();
+    // Decode one token after `count` cached tokens from each copy.
+    std::vector<float> a, c;
+    std::vector<int32_t> t(tokens.begin(), tokens.begin() + count);
+    t.push_back(5);
+    while (static_cast<int32_t>(src.size()) * bs < count + 1) {
+      src.push_back(static_cast<int32_t>(src.size()));
+    }
+    ForwardBatch x;
+    add_tokens(x, t, src, count, count + 1, bs);
+    ASSERT_TRUE(m->forward(x, a).is_ok());
+    x.clear();
+    add_tokens(x, t, dst, count, count + 1, bs);
+    ASSERT_TRUE(m->forward(x, c).is_ok());
+    EXPECT_EQ(a, c) << "transfer of " << count << " tokens";
+  }
+}
+
 TEST(GpuEngine, UnknownDeviceIsAnError) {
   EngineConfig ec;
   ec.model = fixture("tiny-llama3").string();
