@@ -334,6 +334,10 @@ int run_up(UpFlags f, const CLI::App& cmd) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   int sig_fd = signalfd(-1, &stop_signals, SFD_CLOEXEC);
+  if (sig_fd < 0) {
+    std::cerr << "baton up: signalfd failed; cannot watch for Ctrl-C\n";
+    return kExitFailure;
+  }
 
   std::vector<Node> nodes;
   std::vector<ctl::Member> members;
