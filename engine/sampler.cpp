@@ -18,7 +18,7 @@ constexpr size_t kTopPInitialPrefix = 128;
 }  // namespace
 
 double Sampler::process(std::span<const float> logits, const SamplingParams& params,
-                        const SampleContext& ctx) {
+                        const SampleContext& ctx, bool log_z) {
   BATON_CHECK(!logits.empty());
   const auto vocab = static_cast<int32_t>(logits.size());
   x_.assign(logits.begin(), logits.end());
@@ -77,6 +77,7 @@ double Sampler::process(std::span<const float> logits, const SamplingParams& par
     x_.assign(logits.begin(), logits.end());
     max_ = *std::max_element(x_.begin(), x_.end());
   }
+  if (!log_z) return 0.0;
   double sum = 0.0;
   for (float v : x_) sum += std::exp(static_cast<double>(v) - max_);
   return static_cast<double>(max_) + std::log(sum);
@@ -154,7 +155,8 @@ void Sampler::select_candidates(const SamplingParams& params) {
 
 SampleResult Sampler::sample(std::span<const float> logits, const SamplingParams& params,
                              const SampleContext& context, SeqRng& rng) {
-  const double log_z = process(logits, params, context);
+  const bool want_logprobs = params.logprobs.has_value();
+  const double log_z = process(logits, params, context, want_logprobs);
   SampleResult out;
   if (params.greedy()) {
     out.token = argmax();
@@ -173,7 +175,7 @@ SampleResult Sampler::sample(std::span<const float> logits, const SamplingParams
       }
     }
   }
-  out.logprob = static_cast<float>(x_[static_cast<size_t>(out.token)] - log_z);
+  if (want_logprobs) out.logprob = static_cast<float>(x_[static_cast<size_t>(out.token)] - log_z);
 
   if (params.logprobs && *params.logprobs > 0) {
     const size_t n = std::min(static_cast<size_t>(*params.logprobs), x_.size());

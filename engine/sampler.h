@@ -41,6 +41,8 @@ struct TokenLogprob {
 
 struct SampleResult {
   int32_t token = 0;
+  // The drawn token's log-probability, computed only when params.logprobs is
+  // set (0 included): it costs a pass of exp() over the whole vocabulary.
   float logprob = 0.0f;
   // Highest first (ties to the lowest id); params.logprobs entries, empty when
   // logprobs is absent or 0.
@@ -71,7 +73,7 @@ class Sampler {
  private:
   // Steps 1-3 into x_; returns log of the softmax normaliser of x_.
   double process(std::span<const float> logits, const SamplingParams& params,
-                 const SampleContext& context);
+                 const SampleContext& context, bool log_z = true);
   // Step 4: cand_ / weight_ (exp(x - max)) of the tokens left to draw from.
   void select_candidates(const SamplingParams& params);
   int32_t argmax() const;

@@ -71,6 +71,7 @@ TEST(SamplerTest, GreedyPicksArgmaxWithLowestIdOnTies) {
   Sampler s;
   SamplingParams p;
   p.temperature = 0.0f;
+  p.logprobs = 0;  // the drawn token's logprob only
   SeqRng rng(1, 0);
   const std::vector<float> logits{0.5f, 2.0f, -1.0f, 2.0f};
   SampleResult r = s.sample(logits, p, {}, rng);
