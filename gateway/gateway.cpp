@@ -35,6 +35,18 @@ class Gateway::Impl : public std::enable_shared_from_this<Gateway::Impl> {
     // Each shard gets its share; the kernel spreads connections evenly.
     http.max_connections = std::max(1, config.limits.max_connections / config.io_threads);
     http.header_timeout = config.limits.header_timeout;
+    if (http.reuse_port && http.port != 0) {
+      // SO_REUSEPORT would also let this gateway share a port that another
+      // process already listens on; a plain bind first refuses that.
+      protocol::HttpServerOptions probe = http;
+      probe.reuse_port = false;
+      auto p = protocol::HttpServer::start(
+          probe, [](protocol::HttpRequest, std::shared_ptr<protocol::ResponseWriter> w) {
+            w->send_error(unavailable("gateway starting"));
+          });
+      if (!p.is_ok()) return p.status();
+      (*p)->stop();
+    }
     auto self = weak_from_this();
     std::vector<std::shared_ptr<boost::asio::io_context>> loops;
     for (int i = 0; i < config.io_threads; ++i) {

@@ -512,6 +512,18 @@ TEST(GatewayTest, ReloadDrainsARemovedInstanceWhileItsStreamFinishes) {
   EXPECT_EQ(a.hits(), 1);
 }
 
+TEST(GatewayTest, APortInUseIsRefusedEvenWithSeveralEventLoops) {
+  FakeUpstream up(answer_json);
+  auto first = start(base_config({&up}));
+  ASSERT_TRUE(first);
+  auto config = base_config({&up});
+  config.port = first->port();
+  config.io_threads = 2;
+  auto second = Gateway::start(config);
+  EXPECT_FALSE(second.is_ok());
+  EXPECT_EQ(post(*first, "/v1/completions", kBody)->status, 200);
+}
+
 TEST(GatewayTest, MetricsAndModels) {
   FakeUpstream up([](const HttpRequest& r, Writer w) {
     if (r.path == "/v1/models") {
