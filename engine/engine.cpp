@@ -267,6 +267,7 @@ Result<ImportHandle> Engine::reserve_import(EngineRequest req,
         std::lock_guard l2(mu_);
         live_[live->id] = live;
       }
+      update_stats(0, 0, /*counts_step=*/false);  // the caller sees its reservation counted
       slot->result = std::move(res);
       slot->cv.notify_all();
     });

@@ -463,6 +463,7 @@ constexpr int32_t kPadTable[1] = {0};
 }  // namespace
 
 Result<bool> LlamaModel::forward_graph(const ForwardBatch& b, std::vector<float>& logits) {
+#if BATON_HAVE_CUDA
   const auto n = static_cast<int64_t>(b.tokens.size());
   // Decode steps only: one token per sequence, logits of every row in order.
   if (b.seqs.size() != static_cast<size_t>(n) || b.logit_rows.size() != static_cast<size_t>(n)) {
@@ -515,6 +516,12 @@ Result<bool> LlamaModel::forward_graph(const ForwardBatch& b, std::vector<float>
       be.download(out.data, static_cast<size_t>(n * config_.vocab_size) * 4, logits.data()));
   BATON_RETURN_IF_ERROR(be.synchronize());
   return true;
+#else
+  // CUDA graphs exist only in CUDA builds; graphs_ is always null here.
+  (void)b;
+  (void)logits;
+  return false;
+#endif
 }
 
 size_t LlamaModel::kv_bytes_per_token() const {
