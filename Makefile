@@ -11,10 +11,11 @@ export CCACHE_NOHASHDIR := true
 
 .PHONY: up test test-slow test-asan build deps node-deps configure format bench clean
 
-# Until `baton up` (a local P/D cluster) lands, the main job is one instance
-# serving the built-in default model.
+# The main job: a local cluster on loopback serving the built-in default model
+# disaggregated (1 prefill + 1 decode instance, the gateway on port 8000, the
+# controller), until Ctrl-C.
 up: build
-	$(BATON) serve
+	$(BATON) up --port 8000
 
 test: build node-deps
 	ctest --preset $(PRESET) -j $(JOBS)
