@@ -97,6 +97,16 @@ Result<TicketEntry> parse_entry(const Json& j, const std::string& path) {
   return e;
 }
 
+// The "api" and "body" members every coordinator request carries.
+Status read_api_and_body(const Reader& r, Api& api, Json& body) {
+  BATON_ASSIGN_OR_RETURN(std::string name, r.string("api"));
+  BATON_ASSIGN_OR_RETURN(api, parse_api(name));
+  BATON_ASSIGN_OR_RETURN(const Json* b, r.required("body"));
+  if (!b->is_object()) return type_error("body", "an object", *b);
+  body = *b;
+  return Status::ok();
+}
+
 Result<FirstToken> parse_first_token(const Json& j, const std::string& path) {
   Reader r(j, path);
   BATON_RETURN_IF_ERROR(r.object());
@@ -225,11 +235,7 @@ Result<DecodeRequest> parse_decode_request(const Json& j) {
   Reader r(j, "");
   BATON_RETURN_IF_ERROR(r.object());
   DecodeRequest m;
-  BATON_ASSIGN_OR_RETURN(std::string api, r.string("api"));
-  BATON_ASSIGN_OR_RETURN(m.api, parse_api(api));
-  BATON_ASSIGN_OR_RETURN(const Json* body, r.required("body"));
-  if (!body->is_object()) return type_error("body", "an object", *body);
-  m.body = *body;
+  BATON_RETURN_IF_ERROR(read_api_and_body(r, m.api, m.body));
   if (r.find("lease_ms") != nullptr) {
     BATON_ASSIGN_OR_RETURN(m.lease_ms, r.i64("lease_ms", 1, 3600 * 1000));
   }
@@ -258,11 +264,7 @@ Result<PrefillRequest> parse_prefill_request(const Json& j) {
   Reader r(j, "");
   BATON_RETURN_IF_ERROR(r.object());
   PrefillRequest m;
-  BATON_ASSIGN_OR_RETURN(std::string api, r.string("api"));
-  BATON_ASSIGN_OR_RETURN(m.api, parse_api(api));
-  BATON_ASSIGN_OR_RETURN(const Json* body, r.required("body"));
-  if (!body->is_object()) return type_error("body", "an object", *body);
-  m.body = *body;
+  BATON_RETURN_IF_ERROR(read_api_and_body(r, m.api, m.body));
   BATON_ASSIGN_OR_RETURN(const Json* ticket, r.required("ticket"));
   BATON_ASSIGN_OR_RETURN(m.ticket, parse_ticket(*ticket));
   BATON_ASSIGN_OR_RETURN(m.decode_address, r.string("decode_address"));

@@ -274,14 +274,7 @@ class InstanceServer::Impl {
     if (path == "/detokenize") return detokenize(req, *w);
 
     const bool chat = path == "/v1/chat/completions";
-    Result<PreparedRequest> prepared = [&]() -> Result<PreparedRequest> {
-      if (chat) {
-        BATON_ASSIGN_OR_RETURN(auto parsed, protocol::parse_chat_request(req.body));
-        return prepare_chat(parsed, ctx_);
-      }
-      BATON_ASSIGN_OR_RETURN(auto parsed, protocol::parse_completion_request(req.body));
-      return prepare_completion(parsed, ctx_);
-    }();
+    Result<PreparedRequest> prepared = prepare(chat, req.body);
     if (!prepared.is_ok()) {
       w->send_error(prepared.status());
       return;
@@ -304,26 +297,7 @@ class InstanceServer::Impl {
           {{"Retry-After", std::to_string(d.retry_after_s)}, {"x-baton-reject-reason", reason}});
       return;
     }
-    auto call = std::make_shared<Call>();
-    call->writer = std::move(w);
-    call->arrival = Clock::now();
-    call->meta.created = unix_now();
-    call->meta.model = ctx_.served_name;
-    call->meta.id = protocol::make_response_id(
-        chat ? protocol::kChatCompletionIdPrefix : protocol::kCompletionIdPrefix, id_base_,
-        next_id_.fetch_add(1));
-    call->choices.resize(req.prompts.size() * static_cast<size_t>(req.n));
-    if (req.logprobs) {
-      for (auto& c : call->choices) c.logprobs.emplace();
-    }
-    call->req = std::move(req);
-    call->stream_done.assign(call->req.prompts.size(), false);
-    {
-      // The server owns the call until finish(); the engine only holds weak
-      // references, so a call never outlives its server.
-      std::lock_guard lock(active_mu_);
-      active_[call.get()] = call;
-    }
+    auto call = new_call(std::move(req), chat, std::move(w));
     std::weak_ptr<Call> weak = call;
     for (auto& p : call->req.prompts) {
       p.on_ready = [this, weak] {
@@ -346,13 +320,51 @@ class InstanceServer::Impl {
       call->writer->start_stream(200, "text/event-stream",
                                  {{"Cache-Control", "no-cache"}, {"X-Accel-Buffering", "no"}});
     }
+    start_output(call);
+  }
+
+  Result<PreparedRequest> prepare(bool chat, const std::string& body) const {
+    if (chat) {
+      BATON_ASSIGN_OR_RETURN(auto parsed, protocol::parse_chat_request(body));
+      return prepare_chat(parsed, ctx_);
+    }
+    BATON_ASSIGN_OR_RETURN(auto parsed, protocol::parse_completion_request(body));
+    return prepare_completion(parsed, ctx_);
+  }
+
+  // A call for a prepared request, owned by the server until finish(); the
+  // engine only holds weak references, so a call never outlives its server.
+  std::shared_ptr<Call> new_call(PreparedRequest req, bool chat,
+                                 std::shared_ptr<protocol::ResponseWriter> w) {
+    auto call = std::make_shared<Call>();
+    call->writer = std::move(w);
+    call->arrival = Clock::now();
+    call->meta.created = unix_now();
+    call->meta.model = ctx_.served_name;
+    call->meta.id = protocol::make_response_id(
+        chat ? protocol::kChatCompletionIdPrefix : protocol::kCompletionIdPrefix, id_base_,
+        next_id_.fetch_add(1));
+    call->choices.resize(req.prompts.size() * static_cast<size_t>(req.n));
+    if (req.logprobs) {
+      for (auto& c : call->choices) c.logprobs.emplace();
+    }
+    call->req = std::move(req);
+    call->stream_done.assign(call->req.prompts.size(), false);
+    std::lock_guard lock(active_mu_);
+    active_[call.get()] = call;
+    return call;
+  }
+
+  // The streams are in place: a client that goes away cancels them, and
+  // output that arrived before they were recorded is picked up now.
+  void start_output(const std::shared_ptr<Call>& call) {
+    std::weak_ptr<Call> weak = call;
     call->writer->on_close([this, weak] {
       if (auto c = weak.lock()) {
         c->client_gone.store(true);
         for (auto& s : c->streams) engine_->cancel(s->id());
       }
     });
-    // Output that arrived before the streams were recorded is picked up here.
     call->submitted.store(true);
     call->queued.store(false);
     notify(call);

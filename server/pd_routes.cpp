@@ -224,36 +224,10 @@ void InstanceServer::Impl::handle_internal(const protocol::HttpRequest& req,
 void InstanceServer::Impl::decode_route(pd::DecodeRequest dr,
                                         std::shared_ptr<protocol::ResponseWriter> w) {
   const bool chat = dr.api == pd::Api::kChatCompletions;
-  Result<PreparedRequest> prepared = [&]() -> Result<PreparedRequest> {
-    const std::string text = dr.body.dump();
-    if (chat) {
-      BATON_ASSIGN_OR_RETURN(auto parsed, protocol::parse_chat_request(text));
-      return prepare_chat(parsed, ctx_);
-    }
-    BATON_ASSIGN_OR_RETURN(auto parsed, protocol::parse_completion_request(text));
-    return prepare_completion(parsed, ctx_);
-  }();
+  Result<PreparedRequest> prepared = prepare(chat, dr.body.dump());
   if (!prepared.is_ok()) return w->send_error(prepared.status());
-
-  auto call = std::make_shared<Call>();
+  auto call = new_call(std::move(*prepared), chat, w);
   call->pd = true;
-  call->writer = w;
-  call->arrival = Clock::now();
-  call->meta.created = unix_now();
-  call->meta.model = ctx_.served_name;
-  call->meta.id = protocol::make_response_id(
-      chat ? protocol::kChatCompletionIdPrefix : protocol::kCompletionIdPrefix, id_base_,
-      next_id_.fetch_add(1));
-  call->choices.resize(prepared->prompts.size() * static_cast<size_t>(prepared->n));
-  if (prepared->logprobs) {
-    for (auto& c : call->choices) c.logprobs.emplace();
-  }
-  call->req = std::move(*prepared);
-  call->stream_done.assign(call->req.prompts.size(), false);
-  {
-    std::lock_guard lock(active_mu_);
-    active_[call.get()] = call;
-  }
   std::weak_ptr<Call> weak = call;
   const auto lease = Clock::now() + std::chrono::milliseconds(dr.lease_ms);
 
@@ -338,15 +312,7 @@ void InstanceServer::Impl::decode_route(pd::DecodeRequest dr,
   w->start_stream(200, std::string(protocol::kSseContentType),
                   {{"Cache-Control", "no-cache"}, {"X-Accel-Buffering", "no"}});
   w->write(protocol::sse_event(pd::kEventTicket, pd::to_json(ticket).dump()));
-  w->on_close([this, weak] {
-    if (auto c = weak.lock()) {
-      c->client_gone.store(true);
-      for (auto& s : c->streams) engine_->cancel(s->id());
-    }
-  });
-  call->submitted.store(true);
-  call->queued.store(false);
-  notify(call);
+  start_output(call);
 }
 
 void InstanceServer::Impl::first_token_route(const protocol::HttpRequest& req,
@@ -606,16 +572,7 @@ void InstanceServer::Impl::prefill_route(const protocol::HttpRequest& req,
         pd::to_json(kv_shape()).dump() + " (not the same model?)"));
   }
   if (auto a = split_address(pr->decode_address); !a.is_ok()) return w->send_error(a.status());
-  const bool chat = pr->api == pd::Api::kChatCompletions;
-  Result<PreparedRequest> prepared = [&]() -> Result<PreparedRequest> {
-    const std::string text = pr->body.dump();
-    if (chat) {
-      BATON_ASSIGN_OR_RETURN(auto parsed, protocol::parse_chat_request(text));
-      return prepare_chat(parsed, ctx_);
-    }
-    BATON_ASSIGN_OR_RETURN(auto parsed, protocol::parse_completion_request(text));
-    return prepare_completion(parsed, ctx_);
-  }();
+  Result<PreparedRequest> prepared = prepare(pr->api == pd::Api::kChatCompletions, pr->body.dump());
   if (!prepared.is_ok()) return w->send_error(prepared.status());
   if (prepared->prompts.size() != pr->ticket.entries.size()) {
     return w->send_error(
