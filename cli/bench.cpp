@@ -3,6 +3,7 @@
 // several endpoints; `baton bench plot` draws PNGs from result files.
 
 #include <fmt/format.h>
+#include <stdlib.h>
 
 #include <cmath>
 #include <filesystem>
@@ -14,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/serving/launch.h"
 #include "bench/serving/plot.h"
 #include "bench/serving/report.h"
 #include "bench/serving/runner.h"
@@ -61,6 +63,9 @@ struct BenchFlags {
   // compare
   std::vector<std::string> targets;
   std::vector<std::string> compare_results;
+  std::vector<std::string> launches;
+  double launch_timeout_s = 600;
+  std::string launch_log_dir;
   // plot
   std::vector<std::string> plot_inputs;
   std::string plot_out = "bench-plots";
@@ -139,6 +144,7 @@ Result<std::vector<RequestSpec>> build_workload(const BenchFlags& f, double rate
 struct Target {
   std::string label;
   std::string base_url;
+  std::string command;  // --launch: started for its runs; base_url comes from it
 };
 
 // Runs one workload against one target; prints the summary and writes the
@@ -282,24 +288,47 @@ int run_all(const BenchFlags& f, const std::vector<Target>& targets, const char*
                                         "--rate-phases (they set the arrivals)"));
     }
   }
+  // Target by target (a launched one is up only for its own runs), then the
+  // comparison of each rate.
   std::vector<nlohmann::json> all;
+  std::vector<std::vector<nlohmann::json>> by_rate(rates->size());
   bool any_failed = false;
-  for (double rate : *rates) {
-    std::vector<nlohmann::json> row;
-    for (const Target& t : targets) {
-      auto r = run_one(f, t, rate, *slo, *ps);
+  for (const Target& t : targets) {
+    Target target = t;
+    std::unique_ptr<bench::LaunchedTarget> launched;
+    if (!t.command.empty()) {
+      std::string log = (std::filesystem::path(f.launch_log_dir) / (t.label + ".log")).string();
+      std::cout << "baton " << cmd << ": starting " << t.label << ": " << t.command << " (log "
+                << log << ")\n"
+                << std::flush;
+      auto l = bench::LaunchedTarget::start(
+          t.command, log,
+          std::chrono::milliseconds(static_cast<int64_t>(f.launch_timeout_s * 1000)));
+      if (!l.is_ok()) return fail(cmd, l.status());
+      launched = std::move(*l);
+      target.base_url = launched->base_url();
+      std::cout << "baton " << cmd << ": " << t.label << " is up at " << target.base_url << "\n";
+    }
+    for (size_t k = 0; k < rates->size(); ++k) {
+      auto r = run_one(f, target, (*rates)[k], *slo, *ps);
       if (!r.is_ok()) return fail(cmd, r.status());
       any_failed = any_failed || (*r)["completed"].get<int64_t>() == 0;
-      row.push_back(*r);
+      by_rate[k].push_back(*r);
       all.push_back(*r);
     }
-    if (targets.size() > 1) {
+    if (launched) {
+      launched.reset();  // stops it before the next target starts
+      std::cout << "baton " << cmd << ": stopped " << t.label << "\n";
+    }
+  }
+  if (targets.size() > 1) {
+    for (size_t k = 0; k < rates->size(); ++k) {
       std::cout << "\nComparison at request rate "
                 << (f.trace.empty() && f.rate_phases.empty()
-                        ? rate_name(rate)
+                        ? rate_name((*rates)[k])
                         : "of the " + std::string(f.trace.empty() ? "phases" : "trace"))
                 << ":\n"
-                << bench::format_comparison(row);
+                << bench::format_comparison(by_rate[k]);
     }
   }
   if (f.plot) {
@@ -397,6 +426,15 @@ Run register_bench(CLI::App& app) {
       "compare", "Run the same workload against several endpoints and print a ratio table");
   compare->fallthrough();
   compare->add_option("--target", f->targets, "LABEL=BASE_URL, repeatable (first = baseline)");
+  compare->add_option("--launch", f->launches,
+                      "LABEL=COMMAND, repeatable: a server or cluster started for its runs and "
+                      "stopped after (e.g. 'pd=baton up --prefill 1 --decode 1'); ready when it "
+                      "prints Baton's ready line");
+  compare->add_option("--launch-timeout-s", f->launch_timeout_s, "How long a launch may take")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  compare->add_option("--launch-log-dir", f->launch_log_dir,
+                      "Where launched commands' output goes (default: a temp folder)");
   compare
       ->add_option("--results", f->compare_results,
                    "Compare saved result JSON files instead of running")
@@ -429,8 +467,9 @@ Run register_bench(CLI::App& app) {
         std::cout << bench::format_comparison(results);
         return kExitOk;
       }
-      if (f->targets.size() < 2) {
-        return fail("bench compare", invalid_argument("give two or more --target LABEL=URL"));
+      if (f->targets.size() + f->launches.size() < 2) {
+        return fail("bench compare", invalid_argument("give two or more --target LABEL=URL or "
+                                                      "--launch LABEL=COMMAND"));
       }
       std::vector<Target> targets;
       for (const std::string& t : f->targets) {
@@ -439,11 +478,31 @@ Run register_bench(CLI::App& app) {
           return fail("bench compare",
                       invalid_argument("--target '" + t + "': expected LABEL=URL"));
         }
-        targets.push_back({t.substr(0, eq), t.substr(eq + 1)});
+        targets.push_back({t.substr(0, eq), t.substr(eq + 1), ""});
+      }
+      for (const std::string& t : f->launches) {
+        size_t eq = t.find('=');
+        if (eq == std::string::npos || eq == 0 || eq + 1 == t.size()) {
+          return fail("bench compare",
+                      invalid_argument("--launch '" + t + "': expected LABEL=COMMAND"));
+        }
+        targets.push_back({t.substr(0, eq), "", t.substr(eq + 1)});
+      }
+      if (!f->launches.empty() && f->launch_log_dir.empty()) {
+        char tmpl[] = "/tmp/baton-bench-XXXXXX";
+        if (mkdtemp(tmpl) == nullptr) {
+          return fail("bench compare", unavailable("cannot create a log folder in /tmp"));
+        }
+        f->launch_log_dir = tmpl;
+      }
+      if (!f->launches.empty()) {
+        std::error_code ec;
+        std::filesystem::create_directories(f->launch_log_dir, ec);
+        if (ec) return fail("bench compare", unavailable(f->launch_log_dir + ": " + ec.message()));
       }
       return run_all(*f, targets, "bench compare");
     }
-    return run_all(*f, {{f->label.empty() ? "baton" : f->label, f->base_url}}, "bench");
+    return run_all(*f, {{f->label.empty() ? "baton" : f->label, f->base_url, ""}}, "bench");
   };
 }
 

@@ -223,6 +223,26 @@ TEST_F(BenchCli, CompareRunsOneWorkloadPerTargetAndPrintsRatios) {
   EXPECT_NE(again.output.find("Mean TTFT (ms)"), std::string::npos) << again.output;
 }
 
+TEST_F(BenchCli, CompareLaunchesEachConfigurationInTurn) {
+  std::string serve = kBaton + " serve --model " + std::string(BATON_SOURCE_DIR) +
+                      "/models/baton-tiny --port 0 --threads 1 --log-level warn";
+  Outcome r = run_baton("bench compare --launch 'wide=" + serve + "' --launch 'narrow=" + serve +
+                        " --max-num-seqs 1' --num-prompts 4 --random-input-len 16"
+                        " --random-output-len 4 --launch-log-dir " +
+                        (dir_ / "logs").string() + " --result-dir " + dir_.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("wide is up at http://127.0.0.1:"), std::string::npos) << r.output;
+  // One at a time: the first is stopped before the second starts.
+  EXPECT_LT(r.output.find("stopped wide"), r.output.find("starting narrow")) << r.output;
+  EXPECT_NE(r.output.find("stopped narrow"), std::string::npos) << r.output;
+  EXPECT_TRUE(std::regex_search(r.output, std::regex("Successful requests +4 +4 +1\\.00x")))
+      << r.output;
+  EXPECT_TRUE(fs::exists(dir_ / "logs" / "wide.log"));
+  nlohmann::json narrow = read_json(dir_ / "narrow_rate-inf.json");
+  ASSERT_FALSE(narrow.is_discarded());
+  EXPECT_EQ(narrow["completed"], 4);
+}
+
 TEST_F(BenchCli, PlotsPngsFromResults) {
   if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) {
     GTEST_SKIP() << "gnuplot is not installed (scripts/install-deps.sh installs gnuplot-nox)";
