@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/logging.h"
+#include "gateway/forwarding.h"
 #include "gateway/gateway_core.h"
 #include "protocol/openai_error.h"
 #include "protocol/pd.h"
@@ -301,8 +302,9 @@ class PdExchange : public std::enable_shared_from_this<PdExchange> {
   void try_next_prefill_locked() {
     const auto now = core_->clock.now();
     while (next_prefill_ < prefill_candidates_.size()) {
-      if (log_.forwards >= config().pd.max_prefill_tries) break;
-      if (now >= forward_deadline_ || now >= lease_end_) break;
+      if (!may_forward_prefill(config().pd, log_.forwards, now, forward_deadline_, lease_end_)) {
+        break;
+      }
       InstancePtr inst = prefill_candidates_[next_prefill_++];
       if (!inst->routable(now) || !inst->breaker.try_acquire(now)) continue;
       start_prefill_locked(std::move(inst));
