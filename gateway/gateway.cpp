@@ -200,13 +200,6 @@ class Gateway::Impl : public std::enable_shared_from_this<Gateway::Impl> {
       inst->draining = ic.draining;
       st->instances.push_back(inst);
     }
-    for (auto& [name, inst] : old) {
-      // Gone from the config: no new requests; running streams hold the
-      // runtime and its pool until they end.
-      inst->draining = true;
-      inst->pool->close_idle();
-      BATON_LOG_INFO("instance {} removed: draining", name);
-    }
     std::unordered_map<std::string, std::shared_ptr<detail::GroupRouting>> routing;
     if (prev) {
       for (const auto& g : prev->groups) routing[g.config.name] = g.routing;
@@ -234,6 +227,15 @@ class Gateway::Impl : public std::enable_shared_from_this<Gateway::Impl> {
     st->config = std::make_shared<const GatewayConfig>(std::move(config));
     register_gauges(*st);
     core_->publish(std::move(st));
+    // Only now, so that no request sees a state whose instances are all
+    // draining before the new one is published.
+    for (auto& [name, inst] : old) {
+      // Gone from the config: no new requests; running streams hold the
+      // runtime and its pool until they end.
+      inst->draining = true;
+      inst->pool->close_idle();
+      BATON_LOG_INFO("instance {} removed: draining", name);
+    }
   }
 
   void register_gauges(const ClusterState& st) {
@@ -439,28 +441,39 @@ class Gateway::Impl : public std::enable_shared_from_this<Gateway::Impl> {
                       d.reason, static_cast<int>(d.retry_after.count()), d.reason);
       }
     }
-    const GroupState* group = resolve_group(*st, *info, req.header("x-baton-scenario"));
-    if (group == nullptr) {
-      return reject(*w, log, *st,
-                    not_found("model: no scenario group serves model '" + info->model + "'"),
-                    "no_group");
-    }
-    log.group = group->config.name;
-    const auto now = core_->clock.now();
-    if (group->prefill.any_routable(now) && group->decode.any_routable(now)) {
-      return detail::start_pd_exchange(core_, st, group, std::move(req), std::move(*info),
-                                       std::move(w), std::move(log));
-    }
-    auto candidates = detail::rank_pool(*core_, *group, group->mixed, group->config.policy,
-                                        &detail::GroupRouting::mixed_tree, req, *info,
-                                        static_cast<size_t>(config.retry.max_attempts));
-    if (candidates.empty()) {
+    // A reload may publish a new state while this request is being routed;
+    // when the one read first has nothing left to offer, the current one
+    // gets a second look. (`pinned` keeps `config` and `key` valid.)
+    const auto pinned = st;
+    for (int pass = 0;; ++pass) {
+      const GroupState* group = resolve_group(*st, *info, req.header("x-baton-scenario"));
+      if (group == nullptr) {
+        return reject(*w, log, *st,
+                      not_found("model: no scenario group serves model '" + info->model + "'"),
+                      "no_group");
+      }
+      log.group = group->config.name;
+      const auto now = core_->clock.now();
+      if (group->prefill.any_routable(now) && group->decode.any_routable(now)) {
+        return detail::start_pd_exchange(core_, st, group, std::move(req), std::move(*info),
+                                         std::move(w), std::move(log));
+      }
+      auto candidates = detail::rank_pool(*core_, *group, group->mixed, group->config.policy,
+                                          &detail::GroupRouting::mixed_tree, req, *info,
+                                          static_cast<size_t>(st->config->retry.max_attempts));
+      if (!candidates.empty()) {
+        return detail::start_mixed_exchange(core_, st, group, std::move(candidates), std::move(req),
+                                            std::move(*info), std::move(w), std::move(log));
+      }
+      auto current = core_->state();
+      if (pass == 0 && current != st) {
+        st = std::move(current);
+        continue;
+      }
       return reject(*w, log, *st,
                     unavailable("group '" + group->config.name + "': no instance available"),
                     "no_instance", 1);
     }
-    detail::start_mixed_exchange(core_, st, group, std::move(candidates), std::move(req),
-                                 std::move(*info), std::move(w), std::move(log));
   }
 
   std::shared_ptr<GatewayCore> core_;

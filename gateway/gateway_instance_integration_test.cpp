@@ -164,7 +164,7 @@ TEST_F(GatewayInstanceTest, SighupReloadsTheConfigFile) {
   while (seen != "second" && std::chrono::steady_clock::now() < deadline) {
     auto again = post(gw.port, "/v1/completions", body);
     ASSERT_TRUE(again.is_ok());
-    ASSERT_EQ(again->status, 200);
+    ASSERT_EQ(again->status, 200) << again->body;
     seen = std::string(again->header("x-baton-instance").value_or(""));
   }
   EXPECT_EQ(seen, "second");

@@ -82,6 +82,21 @@ class MixedExchange : public std::enable_shared_from_this<MixedExchange> {
       send_locked(std::move(inst));
       return;
     }
+    // A reload between ranking and sending may have drained every candidate:
+    // rank once more against the configuration now in force.
+    if (log_.attempts == 0 && !reranked_ && group_ != nullptr) {
+      reranked_ = true;
+      auto current = core_->state();
+      for (const auto& g : current->groups) {
+        if (current == state_ || g.config.name != group_->config.name) continue;
+        state_ = current;
+        group_ = &g;
+        candidates_ = rank_pool(*core_, g, g.mixed, g.config.policy, &GroupRouting::mixed_tree,
+                                req_, info_, static_cast<size_t>(config().retry.max_attempts));
+        next_ = 0;
+        return try_next_locked();
+      }
+    }
     // Nothing left to try.
     if (last_error_status_ != 0) {
       respond_error_locked(last_error_status_, last_error_body_, last_error_headers_);
@@ -287,6 +302,7 @@ class MixedExchange : public std::enable_shared_from_this<MixedExchange> {
   InstancePtr current_;
   std::shared_ptr<UpstreamCall> call_;
   int status_ = 0;
+  bool reranked_ = false;
   bool retry_response_ = false;
   bool streaming_ = false;
   bool sent_any_ = false;

@@ -98,6 +98,21 @@ class PdExchange : public std::enable_shared_from_this<PdExchange> {
       start_decode_locked(std::move(inst));
       return;
     }
+    // A reload between ranking and sending may have drained every candidate:
+    // rank once more against the configuration now in force.
+    if (log_.attempts == 0 && !reranked_) {
+      reranked_ = true;
+      auto current = core_->state();
+      for (const auto& g : current->groups) {
+        if (current == state_ || g.config.name != group_->config.name) continue;
+        state_ = current;
+        group_ = &g;
+        decode_candidates_ = rank_pool(*core_, g, g.decode, g.config.decode_policy, nullptr, req_,
+                                       info_, static_cast<size_t>(config().retry.max_attempts));
+        next_decode_ = 0;
+        return try_next_decode_locked();
+      }
+    }
     if (last_error_status_ != 0) return respond_locked(last_error_status_, last_error_body_);
     core_->metrics.rejections.with({"no_decode_instance"}).inc();
     respond_locked(503, protocol::error_body(unavailable("no decode instance available")), 1);
@@ -492,6 +507,7 @@ class PdExchange : public std::enable_shared_from_this<PdExchange> {
   bool finished_ = false;
   bool client_closed_ = false;
   bool client_started_ = false;
+  bool reranked_ = false;
   int last_error_status_ = 0;
   std::string last_error_body_;
   Clock::Duration pre_{};
