@@ -1,5 +1,6 @@
 #include "gateway/gateway.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <random>
 #include <set>
@@ -217,6 +218,10 @@ class Gateway::Impl : public std::enable_shared_from_this<Gateway::Impl> {
         pool.instances.push_back(inst);
       }
       for (detail::Pool* pool : {&g.mixed, &g.prefill, &g.decode}) {
+        // Snapshots list instances by ascending id (policy.h); ids follow
+        // creation, which after a reload is not the config's order.
+        std::sort(pool->instances.begin(), pool->instances.end(),
+                  [](const InstancePtr& a, const InstancePtr& b) { return a->id < b->id; });
         std::vector<uint32_t> ids;
         for (const auto& inst : pool->instances) ids.push_back(inst->id);
         pool->ring = std::make_shared<HashRing>(ids);

@@ -468,6 +468,30 @@ TEST(GatewayTest, ConsistentHashKeepsASessionOnOneInstance) {
   EXPECT_GE(used.size(), 2u);
 }
 
+TEST(GatewayTest, SessionsStayPutAfterAReloadAddsAnInstanceAheadOfTheOthers) {
+  FakeUpstream a(answer_json), b(answer_json), c(answer_json);
+  auto config = base_config({&a, &b}, PolicyKind::kConsistentHash);
+  auto gw = start(config);
+  ASSERT_TRUE(gw);
+  auto next = base_config({&c, &a, &b}, PolicyKind::kConsistentHash);
+  next.instances[0].name = "new";
+  next.instances[1].name = "u0";
+  next.instances[2].name = "u1";
+  ASSERT_TRUE(gw->reload(next).is_ok());
+  std::set<std::string> used;
+  for (int session = 0; session < 12; ++session) {
+    std::set<std::string> where;
+    for (int round = 0; round < 3; ++round) {
+      auto r = post(*gw, "/v1/completions", kBody, {{"x-session-id", std::to_string(session)}});
+      ASSERT_TRUE(r.is_ok());
+      where.insert(std::string(r->header("x-baton-instance").value_or("")));
+    }
+    EXPECT_EQ(where.size(), 1u) << "session " << session;
+    used.insert(where.begin(), where.end());
+  }
+  EXPECT_GE(used.size(), 2u);  // the ring still spreads sessions over the instances
+}
+
 TEST(GatewayTest, ReloadDrainsARemovedInstanceWhileItsStreamFinishes) {
   std::promise<void> release;
   auto released = release.get_future().share();
