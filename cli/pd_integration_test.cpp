@@ -17,10 +17,12 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <functional>
 #include <future>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -459,6 +461,67 @@ TEST_F(PdCluster, AnInstanceSwitchesRoleInPlaceAndServesInTheNewOne) {
   auto pdr = ask_pd(*prefill_, x, pd::Api::kCompletions, req);
   ASSERT_FALSE(pdr.error) << pdr.error->to_string();
   expect_same_choices(pdr.body, ask_mixed(*mixed_, "/v1/completions", req).body);
+}
+
+TEST_F(PdCluster, ARoleChangeUnderLoadLosesNoRequest) {
+  Instance x("decode");
+  std::vector<json> bodies;
+  for (int i = 0; i < 12; ++i) bodies.push_back(completion("Under load " + std::to_string(i), 24));
+  std::vector<std::future<Answer>> running;
+  std::mutex mu;
+  std::condition_variable cv;
+  int tickets = 0;
+  for (const auto& b : bodies) {
+    running.push_back(std::async(std::launch::async, [&, b] {
+      return ask_pd(*prefill_, x, pd::Api::kCompletions, b, 30000, [&](const pd::Ticket&) {
+        std::lock_guard lock(mu);
+        ++tickets;
+        cv.notify_all();
+      });
+    }));
+  }
+  // Switch once at least three requests hold reservations on x (the others
+  // may not have reserved yet: they are refused at once, never lost).
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_until(lock, Clock::now() + kTimeout, [&] { return tickets >= 3; }));
+  }
+  auto r = protocol::http_request("127.0.0.1", x.port(), "POST", pd::kRolePath,
+                                  R"({"role": "prefill", "drain_timeout_ms": 60000})",
+                                  internal_headers(), protocol::deadline_in(kTimeout));
+  ASSERT_TRUE(r.is_ok());
+  EXPECT_TRUE(r->status == 200 || r->status == 202) << r->body;
+  int served = 0, refused = 0;
+  for (size_t i = 0; i < bodies.size(); ++i) {
+    Answer a = running[i].get();
+    if (a.status == 503) {
+      // Refused at once, before anything was reserved: while draining, or
+      // after the switch (no longer a decode instance).
+      const std::string code = a.body["error"]["code"];
+      EXPECT_TRUE(code == "changing_role" || code == "wrong_role") << a.body.dump();
+      ++refused;
+      continue;
+    }
+    ASSERT_EQ(a.status, 200);
+    ASSERT_FALSE(a.error) << a.error->to_string();
+    expect_same_choices(a.body, ask_mixed(*mixed_, "/v1/completions", bodies[i]).body);
+    ++served;
+  }
+  EXPECT_EQ(served + refused, static_cast<int>(bodies.size()));
+  EXPECT_GE(served, 3);
+  std::lock_guard lock(mu);
+  EXPECT_EQ(served, tickets);
+  // Drained and switched (the last request's end completes the drain): it
+  // now serves as a prefill instance.
+  auto state = protocol::http_request("127.0.0.1", x.port(), "GET", pd::kRolePath, "",
+                                      internal_headers(), protocol::deadline_in(kTimeout));
+  ASSERT_TRUE(state.is_ok());
+  EXPECT_EQ(json::parse(state->body), (json{{"role", "prefill"}, {"state", "serving"}}));
+  json req = completion("After the change", 8);
+  Answer after = ask_pd(x, *decode_, pd::Api::kCompletions, req);
+  ASSERT_FALSE(after.error) << after.error->to_string()
+                            << " prefill: " << json(after.prefill_events);
+  expect_same_choices(after.body, ask_mixed(*mixed_, "/v1/completions", req).body);
 }
 
 TEST(PdFaults, KillingThePrefillReleasesTheDecodeReservationAtItsLease) {

@@ -542,6 +542,7 @@ class InstanceServer::Impl {
     } else {
       admission_.finished(prompt_tokens, call.first_token.has_value());
     }
+    finish_role_change();  // out of active_ already: the last request of a drain switches at once
     if (call.client_gone.load()) return;
 
     protocol::Usage usage;

@@ -198,8 +198,13 @@ void InstanceServer::Impl::handle_internal(const protocol::HttpRequest& req,
   const bool decode_path = path == pd::kDecodePath || path == pd::kFirstTokenPath;
   if ((decode_path && role != Role::kDecode) ||
       (path == pd::kPrefillPath && role != Role::kPrefill)) {
-    return w->send_error(
-        Status(StatusCode::kConflict, "this instance's role is " + std::string(role_name(role))));
+    // A cheap, explicit refusal the coordinator forwards on (its view of the
+    // roles is stale, e.g. after a role change).
+    auto body = protocol::error_object(
+        unavailable("this instance's role is " + std::string(role_name(role))));
+    body["error"]["code"] = "wrong_role";
+    return w->send(503, "application/json", body.dump(),
+                   {{"Retry-After", "1"}, {"x-baton-reject-reason", "wrong_role"}});
   }
   if (path == pd::kAbortPath) return abort_route(req, *w);
   if (path == pd::kFirstTokenPath) return first_token_route(req, *w);
@@ -831,6 +836,7 @@ void InstanceServer::Impl::end_prefill(PrefillCall& call, const Status& status) 
   for (int32_t n : call.prepared.prompt_tokens) total += n;
   admission_.finished(total, call.started);
   pd_outcomes_->with({"prefill", status.is_ok() ? "ok" : "failed"}).inc();
+  finish_role_change();  // the last request of a drain switches at once
 }
 
 void InstanceServer::Impl::post_to_decode(const std::string& address, std::string_view path,
