@@ -24,6 +24,7 @@ namespace {
 
 struct SimFlags {
   std::string profile = "h100-llama8b";
+  double link_gbps = 0;  // overrides the profile's link bandwidth when > 0
   std::string experiment;
   int32_t instances = 16;
   int32_t groups = 1;
@@ -275,6 +276,8 @@ Run register_sim(CLI::App& app) {
   auto f = std::make_shared<SimFlags>();
   cmd->add_option("--profile", f->profile, "Profile file, or cpu-2core / h100-llama8b")
       ->capture_default_str();
+  cmd->add_option("--link-gbps", f->link_gbps,
+                  "KV link bandwidth in GB/s, replacing the profile's (e.g. an RDMA NIC)");
   cmd->add_option("--experiment", f->experiment,
                   "forwarding, kv-transfer, disaggregation or dynamic-ratio (or 1-4)");
   cmd->add_option("--instances", f->instances, "Instances in all")->capture_default_str();
@@ -320,6 +323,10 @@ Run register_sim(CLI::App& app) {
   return [f] {
     auto profile = sim::load_profile(f->profile);
     if (!profile.is_ok()) return fail(profile.status());
+    if (f->link_gbps > 0) {
+      profile->link.bytes_per_s = f->link_gbps * 1e9;
+      profile->name += fmt::format(" (link {:g} GB/s)", f->link_gbps);
+    }
     return f->experiment.empty() ? run_once(*f, *profile) : run_experiment(*f, *profile);
   };
 }

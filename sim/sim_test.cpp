@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -307,6 +308,28 @@ TEST(Experiments, RunAndCompareTheirRows) {
               kv->json["rows"][i + 1]["transfer_mean_s"].get<double>());
   }
   EXPECT_FALSE(run_experiment("no-such-experiment", e).is_ok());
+}
+
+TEST(Workload, TidalMixtureTakesTurns) {
+  GeneratorOptions g;
+  g.requests = 4000;
+  g.rate = 100;
+  g.tide_period_s = 20;
+  g.mix_tide_amplitude = 0.9;
+  g.scenarios = {{"a", 1, 10, 10, 0, 0, 0}, {"b", 1, 10, 10, 0, 0, 0}};
+  ASSERT_TRUE(validate(g).is_ok());
+  auto src = make_generator(g);
+  // Scenario a dominates the first half of each cycle, b the second.
+  int64_t a_first = 0, first = 0, a_second = 0, second = 0;
+  while (auto r = src->next()) {
+    const bool first_half = std::fmod(r->arrival_s, 20.0) < 10.0;
+    (first_half ? first : second) += 1;
+    (first_half ? a_first : a_second) += r->scenario == 0;
+  }
+  EXPECT_GT(static_cast<double>(a_first) / first, 0.7);
+  EXPECT_LT(static_cast<double>(a_second) / second, 0.3);
+  g.mix_tide_amplitude = 1.0;
+  EXPECT_FALSE(validate(g).is_ok());
 }
 
 }  // namespace

@@ -17,6 +17,9 @@ Status validate(const GeneratorOptions& o) {
     return invalid_argument("tide amplitude must be in [0, 1)");
   }
   if (!(o.tide_period_s > 0)) return invalid_argument("tide period must be positive");
+  if (o.mix_tide_amplitude < 0 || o.mix_tide_amplitude >= 1) {
+    return invalid_argument("mixture tide amplitude must be in [0, 1)");
+  }
   if (o.scenarios.empty()) return invalid_argument("at least one scenario");
   for (const auto& s : o.scenarios) {
     if (!(s.weight > 0) || s.input_mean < 1 || s.output_mean < 1 || s.range_ratio < 0 ||
@@ -52,8 +55,19 @@ class Generator final : public RequestSource {
     std::gamma_distribution<double> gap(o_.burstiness, 1.0 / (o_.burstiness * rate));
     if (r.id > 0) t_ += gap(rng_);
     r.arrival_s = t_;
-    std::discrete_distribution<int> pick(weights_.begin(), weights_.end());
-    r.scenario = weights_.size() > 1 ? pick(rng_) : 0;
+    if (weights_.size() > 1) {
+      std::vector<double> w = weights_;
+      if (o_.mix_tide_amplitude > 0) {
+        const double n = static_cast<double>(w.size());
+        for (size_t i = 0; i < w.size(); ++i) {
+          w[i] *= 1 + o_.mix_tide_amplitude *
+                          std::sin(2 * std::numbers::pi *
+                                   (t_ / o_.tide_period_s + static_cast<double>(i) / n));
+        }
+      }
+      std::discrete_distribution<int> pick(w.begin(), w.end());
+      r.scenario = pick(rng_);
+    }
     const ScenarioMix& s = o_.scenarios[static_cast<size_t>(r.scenario)];
     r.input_len = draw(s.input_mean, s.range_ratio);
     r.output_len = draw(s.output_mean, s.range_ratio);

@@ -55,6 +55,10 @@ struct GeneratorOptions {
   double burstiness = 1;      // gamma shape of the gaps: 1 Poisson, < 1 bursty
   double tide_amplitude = 0;  // tidal: rate * (1 + a sin(2 pi t / period)), 0 <= a < 1
   double tide_period_s = 60;
+  // Tidal mixture: scenario i's weight is scaled by
+  // 1 + a sin(2 pi t / period + 2 pi i / n), so the scenarios take turns
+  // dominating (two scenarios: in opposite phase). 0 <= a < 1.
+  double mix_tide_amplitude = 0;
   std::vector<ScenarioMix> scenarios{ScenarioMix{}};
 };
 
