@@ -199,7 +199,7 @@ Answer ask_mixed(const Instance& m, const std::string& path, const json& body) {
 // answer. `before_prefill` runs once the ticket is known.
 Answer ask_pd(const Instance& p, const Instance& d, pd::Api api, const json& body,
               int64_t lease_ms = 30000,
-              const std::function<void(const pd::Ticket&)>& before_prefill = {}) {
+              const std::function<void(pd::Ticket&)>& before_prefill = {}) {
   pd::PdRequestOptions o;
   o.cluster_token = kToken;
   o.lease_ms = lease_ms;
@@ -323,7 +323,7 @@ TEST_F(PdCluster, LongPromptsAndPrefixCacheHitsOnBothSides) {
   std::vector<int32_t> cached;
   for (int round = 0; round < 2; ++round) {
     auto pdr = ask_pd(*prefill_, *decode_, pd::Api::kCompletions, body, 30000,
-                      [&](const pd::Ticket& t) { cached.push_back(t.entries[0].cached_tokens); });
+                      [&](pd::Ticket& t) { cached.push_back(t.entries[0].cached_tokens); });
     ASSERT_FALSE(pdr.error) << pdr.error->to_string() << " prefill: " << json(pdr.prefill_events);
     expect_same_choices(pdr.body, mixed);
   }
@@ -426,7 +426,7 @@ void forge_transfer(const pd::Ticket& t, bool corrupt, bool truncate) {
 
 TEST_F(PdCluster, ACorruptedTransferIsRejectedWithAClearError) {
   auto a = ask_pd(*prefill_, *decode_, pd::Api::kCompletions, completion(long_prompt(40), 4), 30000,
-                  [](const pd::Ticket& t) { forge_transfer(t, true, false); });
+                  [](pd::Ticket& t) { forge_transfer(t, true, false); });
   ASSERT_TRUE(a.error.has_value()) << a.body.dump();
   EXPECT_NE(a.error->message().find("KV transfer"), std::string::npos) << a.error->message();
   EXPECT_NE(a.error->message().find("checksum"), std::string::npos) << a.error->message();
@@ -435,7 +435,7 @@ TEST_F(PdCluster, ACorruptedTransferIsRejectedWithAClearError) {
 
 TEST_F(PdCluster, ATruncatedTransferIsRejectedWithAClearError) {
   auto a = ask_pd(*prefill_, *decode_, pd::Api::kCompletions, completion(long_prompt(41), 4), 30000,
-                  [](const pd::Ticket& t) { forge_transfer(t, false, true); });
+                  [](pd::Ticket& t) { forge_transfer(t, false, true); });
   ASSERT_TRUE(a.error.has_value()) << a.body.dump();
   EXPECT_NE(a.error->message().find("KV transfer"), std::string::npos) << a.error->message();
   EXPECT_EQ(decode_->kv_usage(), 0.0);
@@ -473,7 +473,7 @@ TEST_F(PdCluster, ARoleChangeUnderLoadLosesNoRequest) {
   int tickets = 0;
   for (const auto& b : bodies) {
     running.push_back(std::async(std::launch::async, [&, b] {
-      return ask_pd(*prefill_, x, pd::Api::kCompletions, b, 30000, [&](const pd::Ticket&) {
+      return ask_pd(*prefill_, x, pd::Api::kCompletions, b, 30000, [&](pd::Ticket&) {
         std::lock_guard lock(mu);
         ++tickets;
         cv.notify_all();
@@ -524,13 +524,150 @@ TEST_F(PdCluster, ARoleChangeUnderLoadLosesNoRequest) {
   expect_same_choices(after.body, ask_mixed(*mixed_, "/v1/completions", req).body);
 }
 
+// A TCP proxy in front of a decode instance's KV endpoint that injects one
+// fault into the prefill-to-decode byte stream once `after` bytes went through.
+class FaultProxy {
+ public:
+  enum class Fault { kNone, kDrop, kCorrupt, kStall };
+
+  FaultProxy(uint16_t target_port, Fault fault, size_t after)
+      : target_(target_port), fault_(fault), after_(after) {
+    listen_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(bind(listen_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    socklen_t len = sizeof a;
+    getsockname(listen_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    EXPECT_EQ(listen(listen_, 8), 0);
+    accept_ = std::thread([this] { accept_loop(); });
+  }
+  ~FaultProxy() {
+    stopping_ = true;
+    shutdown(listen_, SHUT_RDWR);
+    close(listen_);
+    {
+      std::lock_guard lock(mu_);
+      for (int fd : fds_) shutdown(fd, SHUT_RDWR);
+    }
+    accept_.join();
+    for (auto& t : pipes_) t.join();
+    for (int fd : fds_) close(fd);
+  }
+  std::string endpoint() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  void accept_loop() {
+    while (!stopping_) {
+      int in = accept(listen_, nullptr, nullptr);
+      if (in < 0) return;
+      int out = socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_port = htons(target_);
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      if (connect(out, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        close(in);
+        close(out);
+        continue;
+      }
+      std::lock_guard lock(mu_);
+      fds_.push_back(in);
+      fds_.push_back(out);
+      pipes_.emplace_back([this, in, out] { pump(in, out, true); });
+      pipes_.emplace_back([this, in, out] { pump(out, in, false); });
+    }
+  }
+  // Copies from -> to; the prefill-to-decode direction carries the fault.
+  void pump(int from, int to, bool faulty) {
+    char buf[65536];
+    size_t seen = 0;
+    for (;;) {
+      ssize_t n = read(from, buf, sizeof buf);
+      if (n <= 0) break;
+      size_t keep = static_cast<size_t>(n);
+      if (faulty && fault_ != Fault::kNone && seen + keep > after_) {
+        const size_t at = after_ > seen ? after_ - seen : 0;
+        if (fault_ == Fault::kCorrupt && !corrupted_.exchange(true)) {
+          buf[at] = static_cast<char>(buf[at] ^ 0x5a);
+        } else if (fault_ == Fault::kDrop) {
+          (void)!write(to, buf, at);
+          break;  // both directions close below
+        } else if (fault_ == Fault::kStall) {
+          (void)!write(to, buf, at);
+          // Hold the connection open, forwarding nothing more, until the
+          // proxy is destroyed (its shutdown ends this read).
+          while (read(from, buf, sizeof buf) > 0) {
+          }
+          break;
+        }
+      }
+      seen += static_cast<size_t>(n);
+      if (write(to, buf, keep) != static_cast<ssize_t>(keep)) break;
+    }
+    shutdown(from, SHUT_RDWR);
+    shutdown(to, SHUT_RDWR);
+  }
+
+  uint16_t target_;
+  Fault fault_;
+  size_t after_;
+  int listen_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> corrupted_{false};
+  std::mutex mu_;
+  std::vector<int> fds_;
+  std::vector<std::thread> pipes_;
+  std::thread accept_;
+};
+
+TEST(PdFaults, KvPathFaultsEndInClearErrorsAndLeaveNothingHeld) {
+  Instance prefill("prefill");
+  Instance decode("decode");
+  const json body = completion(long_prompt(150), 6);
+  Answer good = ask_pd(prefill, decode, pd::Api::kCompletions, body);
+  ASSERT_FALSE(good.error) << good.error->to_string();
+  std::optional<uint16_t> kv_port;
+  ask_pd(prefill, decode, pd::Api::kCompletions, completion("probe", 2), 30000, [&](pd::Ticket& t) {
+    kv_port = static_cast<uint16_t>(std::stoi(t.kv_endpoint.substr(t.kv_endpoint.rfind(':') + 1)));
+  });
+  ASSERT_TRUE(kv_port);
+  int k = 0;
+  for (auto fault :
+       {FaultProxy::Fault::kDrop, FaultProxy::Fault::kCorrupt, FaultProxy::Fault::kStall}) {
+    SCOPED_TRACE(static_cast<int>(fault));
+    FaultProxy proxy(*kv_port, fault, 4000);
+    const auto t0 = Clock::now();
+    // A prompt no side holds yet: its whole KV (~190 KB) crosses the proxy.
+    const json fresh = completion("Fault case " + std::to_string(k++) + ": " + long_prompt(150), 6);
+    Answer a = ask_pd(prefill, decode, pd::Api::kCompletions, fresh, 2000,
+                      [&](pd::Ticket& t) { t.kv_endpoint = proxy.endpoint(); });
+    ASSERT_TRUE(a.error.has_value()) << a.body.dump();
+    // Within the lease (and the pump's check interval), never a hang.
+    EXPECT_LT(Clock::now() - t0, std::chrono::seconds(10));
+    // The decode side's own receive failing, or the prefill side's abort
+    // after its send failed, whichever comes first: both say why.
+    EXPECT_TRUE(a.error->code() == StatusCode::kDeadlineExceeded ||
+                a.error->message().find("KV") != std::string::npos)
+        << a.error->to_string();
+    EXPECT_EQ(decode.kv_usage(), 0.0);
+    EXPECT_EQ(prefill.kv_usage(), 0.0);
+  }
+  // And the pair serves normally again.
+  Answer after = ask_pd(prefill, decode, pd::Api::kCompletions, body);
+  ASSERT_FALSE(after.error) << after.error->to_string();
+  EXPECT_EQ(after.body["choices"], good.body["choices"]);
+}
+
 TEST(PdFaults, KillingThePrefillReleasesTheDecodeReservationAtItsLease) {
   Instance prefill("prefill");
   Instance decode("decode");
   const double before = decode.kv_usage();
   std::atomic<bool> killed{false};
   auto a = ask_pd(prefill, decode, pd::Api::kCompletions, completion(long_prompt(200), 8), 1500,
-                  [&](const pd::Ticket&) {
+                  [&](pd::Ticket&) {
                     prefill.kill(SIGKILL);
                     killed = true;
                   });

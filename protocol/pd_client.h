@@ -47,9 +47,10 @@ struct PdRequestOptions {
   std::string cluster_token;
   int64_t lease_ms = 30000;
   std::chrono::milliseconds timeout{60000};  // bounds each HTTP exchange
-  // Runs once the ticket is known, before the prefill request (tests use it
-  // to inject faults).
-  std::function<void(const Ticket&)> on_ticket;
+  // Runs once the ticket is known, before the prefill request; it may
+  // rewrite what the prefill instance is sent (tests use it to inject
+  // faults, e.g. a proxy in front of the KV endpoint).
+  std::function<void(Ticket&)> on_ticket;
   bool send_prefill = true;  // false: reserve and wait (lease tests)
 };
 
