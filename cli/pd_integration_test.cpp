@@ -22,6 +22,7 @@
 #include <functional>
 #include <future>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -29,6 +30,7 @@
 #include <thread>
 #include <vector>
 
+#include "gateway/test_process.h"
 #include "kvtransfer/wire.h"
 #include "protocol/http_client.h"
 #include "protocol/pd.h"
@@ -68,55 +70,21 @@ class Instance {
       args.push_back(kToken);
     }
     args.insert(args.end(), extra.begin(), extra.end());
-    int out[2];
-    EXPECT_EQ(pipe(out), 0);
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(out[1], STDOUT_FILENO);
-      close(out[0]);
-      close(out[1]);
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    close(out[1]);
-    fd_ = out[0];
+    process_ = std::make_unique<gateway::testing::ChildProcess>(args);
     // "Baton is serving on http://127.0.0.1:PORT/v1"
-    std::string seen;
-    const auto deadline = Clock::now() + kTimeout;
-    while (port_ == 0 && Clock::now() < deadline) {
-      pollfd p{fd_, POLLIN, 0};
-      const auto left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-      if (poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0))) <= 0) break;
-      char buf[512];
-      ssize_t n = read(fd_, buf, sizeof buf);
-      if (n <= 0) break;
-      seen.append(buf, static_cast<size_t>(n));
-      auto at = seen.find("serving on http://127.0.0.1:");
-      if (at != std::string::npos) {
-        auto rest = seen.substr(at + 28);
-        if (rest.find('/') != std::string::npos) port_ = std::stoi(rest.substr(0, rest.find('/')));
-      }
-    }
-    EXPECT_NE(port_, 0) << role << " instance did not start: " << seen;
+    auto line = process_->wait_for_line("serving on http://", kTimeout);
+    if (line) port_ = gateway::testing::port_of_line(line->substr(0, line->rfind("/v1")));
+    EXPECT_NE(port_, 0) << role << " instance did not start";
   }
-  ~Instance() { kill(SIGTERM); }
   Instance(const Instance&) = delete;
   Instance& operator=(const Instance&) = delete;
 
-  uint16_t port() const { return static_cast<uint16_t>(port_); }
+  uint16_t port() const { return port_; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  // Sends `sig` (SIGKILL: a crash) and reaps the process.
   void kill(int sig) {
-    if (pid_ <= 0) return;
-    ::kill(pid_, sig);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
+    process_->signal(sig);
+    process_->stop();
   }
 
   json metrics_value(const std::string& name) const {
@@ -132,9 +100,8 @@ class Instance {
   double kv_usage() const { return metrics_value("baton:kv_cache_usage_perc").get<double>(); }
 
  private:
-  pid_t pid_ = -1;
-  int fd_ = -1;
-  int port_ = 0;
+  std::unique_ptr<gateway::testing::ChildProcess> process_;
+  uint16_t port_ = 0;
 };
 
 protocol::Headers internal_headers() {
