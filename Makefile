@@ -9,7 +9,7 @@ JOBS ?= $(shell nproc)
 export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := true
 
-.PHONY: up test test-slow test-asan build deps node-deps configure format bench clean
+.PHONY: up test test-slow test-asan test-tsan fuzz build deps node-deps configure format bench clean
 
 # The main job: a local cluster on loopback serving the built-in default model
 # disaggregated (1 prefill + 1 decode instance, the gateway on port 8000, the
@@ -26,6 +26,18 @@ test-slow: build
 test-asan:
 	$(MAKE) PRESET=asan build
 	ctest --preset asan -j $(JOBS)
+
+# The concurrency tests (engine, scheduler, KV transfer, gateway, HTTP
+# server, thread pool and queues) under ThreadSanitizer.
+test-tsan:
+	$(MAKE) PRESET=tsan build
+	ctest --preset tsan -j $(JOBS)
+
+# Every fuzz target under libFuzzer + ASan + UBSan (clang), FUZZ_SECONDS each;
+# see docs/reliability.md.
+FUZZ_SECONDS ?= 20
+fuzz: deps
+	bash fuzz/run.sh -t $(FUZZ_SECONDS) -j $(JOBS)
 
 build: configure
 	cmake --build $(BUILD) -j $(JOBS)

@@ -122,7 +122,9 @@ Result<FirstToken> parse_first_token(const Json& j, const std::string& path) {
   if (const Json* top = r.find("top_logprobs")) {
     if (!top->is_array()) return type_error(r.at("top_logprobs"), "an array", *top);
     for (const Json& e : *top) {
-      if (!e.is_array() || e.size() != 2 || !e[0].is_number_integer() || !e[1].is_number()) {
+      // The id's range is checked as token's is: get<int32_t>() would wrap.
+      if (!e.is_array() || e.size() != 2 || !e[0].is_number_integer() || !e[1].is_number() ||
+          e[0].get<int64_t>() < 0 || e[0].get<int64_t>() > kI32Max) {
         return field_error(r.at("top_logprobs"), "entries must be [token id, logprob]");
       }
       t.top_logprobs.emplace_back(e[0].get<int32_t>(), e[1].get<float>());

@@ -79,6 +79,16 @@ TEST(PdMessages, MalformedMessagesNameTheField) {
   f["tokens"] =
       Json::array({{{"prompt_index", 0}, {"seq_index", 0}, {"token", -3}, {"logprob", 0}}});
   EXPECT_NE(parse_first_tokens(f).status().message().find("tokens[0].token"), std::string::npos);
+  // Top-logprob ids are token ids too: out of range is refused, not wrapped.
+  for (Json id : {Json(-1), Json(int64_t{1} << 32), Json(uint64_t{1} << 63)}) {
+    f["tokens"] = Json::array({{{"prompt_index", 0},
+                                {"seq_index", 0},
+                                {"token", 1},
+                                {"logprob", 0},
+                                {"top_logprobs", Json::array({Json::array({id, -0.5})})}}});
+    EXPECT_NE(parse_first_tokens(f).status().message().find("top_logprobs"), std::string::npos)
+        << id;
+  }
   EXPECT_EQ(parse_abort_request(Json::array()).status().code(), StatusCode::kInvalidArgument);
 }
 
