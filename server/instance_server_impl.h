@@ -113,6 +113,7 @@ struct PrefillCall {
   std::atomic<bool> queued{false};
   std::atomic<bool> submitted{false};
   std::atomic<bool> client_gone{false};
+  std::mutex processing;  // held by the worker running process_prefill
   // Output side, on the worker running process_prefill (one at a time).
   std::vector<bool> stream_done;
   std::vector<protocol::pd::FirstTokens> firsts;  // per prompt
@@ -710,6 +711,11 @@ class InstanceServer::Impl {
   std::unordered_map<uint64_t, PendingImport> imports_;       // by transfer id
   std::unordered_map<uint64_t, uint64_t> import_of_receive_;  // local id -> transfer id
   std::unordered_map<uint64_t, PendingSend> sends_;           // by local send id
+  // Receives cancelled after their request ended: buffer and registration
+  // kept until the transport reports the receive finished; by local id.
+  std::unordered_map<uint64_t,
+                     std::pair<std::shared_ptr<engine::KvBuffer>, kvtransfer::MemoryHandle>>
+      draining_receives_;
   // Owns every prefill call until end_prefill(); by transfer id.
   std::unordered_map<uint64_t, std::shared_ptr<PrefillCall>> prefills_;
   std::atomic<uint64_t> next_transfer_{1};

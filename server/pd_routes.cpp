@@ -408,26 +408,29 @@ void InstanceServer::Impl::abort_route(const protocol::HttpRequest& req,
 }
 
 void InstanceServer::Impl::end_imports(Call& call) {
-  std::vector<std::pair<std::optional<kvtransfer::TransferId>, kvtransfer::MemoryHandle>> drop;
+  std::vector<kvtransfer::TransferId> cancel;
+  std::vector<kvtransfer::MemoryHandle> deregister;
   {
     std::lock_guard lock(pd_mu_);
     for (uint64_t id : call.transfer_ids) {
       auto it = imports_.find(id);
       if (it == imports_.end()) continue;
-      if (it->second.receive) import_of_receive_.erase(it->second.receive->value);
-      drop.emplace_back(it->second.receive, it->second.memory);
+      PendingImport& imp = it->second;
+      if (imp.receive) {
+        // The transport may be writing into the buffer right now: it stays
+        // alive (and registered) until the cancelled receive reports its end
+        // through on_transfer_finished.
+        import_of_receive_.erase(imp.receive->value);
+        draining_receives_[imp.receive->value] = {std::move(imp.buffer), imp.memory};
+        cancel.push_back(*imp.receive);
+      } else if (imp.memory.value != 0) {
+        deregister.push_back(imp.memory);
+      }
       imports_.erase(it);
     }
   }
-  for (auto& [rx, mem] : drop) {
-    if (rx) {
-      (void)transport_->cancel(*rx);
-      // A cancelled receive stops touching its memory once it reads failed;
-      // cancel() of a posted receive does so at once.
-      transport_->release(*rx);
-    }
-    if (mem.value != 0) (void)transport_->deregister_memory(mem);
-  }
+  for (auto rx : cancel) (void)transport_->cancel(rx);
+  for (auto mem : deregister) (void)transport_->deregister_memory(mem);
 }
 
 void InstanceServer::Impl::observe_breakdown(Call& call) {
@@ -470,6 +473,19 @@ void InstanceServer::Impl::expire_leases() {
 
 void InstanceServer::Impl::on_transfer_finished(kvtransfer::TransferId id,
                                                 const kvtransfer::TransferState& st) {
+  // Decode side: a receive whose request already ended; its buffer can go.
+  {
+    std::unique_lock lock(pd_mu_);
+    auto d = draining_receives_.find(id.value);
+    if (d != draining_receives_.end()) {
+      auto [buffer, memory] = std::move(d->second);
+      draining_receives_.erase(d);
+      lock.unlock();
+      transport_->release(id);
+      (void)transport_->deregister_memory(memory);
+      return;  // buffer freed here, after the transport let go of it
+    }
+  }
   // Decode side: a receive.
   std::shared_ptr<engine::KvBuffer> landed;
   engine::RequestId request = 0;
@@ -673,6 +689,9 @@ void InstanceServer::Impl::notify_prefill(const std::shared_ptr<PrefillCall>& ca
 
 void InstanceServer::Impl::process_prefill(const std::shared_ptr<PrefillCall>& call) {
   if (!call->submitted.load()) return;
+  // Two workers may hold this call (an event arrived while one was reading);
+  // they take turns, and the later one finds what the earlier left.
+  std::lock_guard turn(call->processing);
   call->queued.store(false);
   for (size_t p = 0; p < call->streams.size(); ++p) {
     while (!call->stream_done[p]) {
