@@ -7,26 +7,6 @@
 
 namespace baton::controller {
 
-std::string_view role_name(Role role) {
-  switch (role) {
-    case Role::kMixed:
-      return "mixed";
-    case Role::kPrefill:
-      return "prefill";
-    case Role::kDecode:
-      return "decode";
-  }
-  return "mixed";
-}
-
-Result<Role> parse_role(std::string_view name) {
-  if (name == "mixed") return Role::kMixed;
-  if (name == "prefill") return Role::kPrefill;
-  if (name == "decode") return Role::kDecode;
-  return invalid_argument("role: expected prefill, decode or mixed, got '" + std::string(name) +
-                          "'");
-}
-
 std::string_view action_name(Action action) {
   switch (action) {
     case Action::kHold:

@@ -33,15 +33,13 @@
 
 #include "common/clock.h"
 #include "controller/load_report.h"
+#include "protocol/pd.h"
 
 namespace baton::controller {
 
-enum class Role { kMixed, kPrefill, kDecode };
-
-// "mixed", "prefill", "decode".
-std::string_view role_name(Role role);
-// Accepts the names above. Errors: kInvalidArgument naming the value.
-Result<Role> parse_role(std::string_view name);
+using Role = protocol::pd::Role;
+using protocol::pd::parse_role;
+using protocol::pd::role_name;
 
 struct SloTargets {
   double ttft_s = 2.0;    // time to first token, seconds

@@ -150,7 +150,7 @@ Engine::~Engine() { stop(); }
 
 // ---- thread-safe API ---------------------------------------------------------
 
-Result<std::shared_ptr<Engine::Live>> Engine::make_live(EngineRequest& req) {
+Result<std::shared_ptr<Engine::Live>> Engine::make_live(EngineRequest req) {
   if (req.prompt.empty()) return invalid_argument("prompt: must contain at least one token");
   for (int32_t t : req.prompt) {
     if (t < 0 || t >= model_config_.vocab_size) {
@@ -187,18 +187,23 @@ Result<std::shared_ptr<Engine::Live>> Engine::make_live(EngineRequest& req) {
   if (tokenizer_) {
     for (auto& s : live->seqs) s.decoder.emplace(*tokenizer_, req.skip_special_tokens);
   }
+  live->request = std::move(req);
   return live;
 }
 
-Result<std::shared_ptr<RequestStream>> Engine::submit(EngineRequest req) {
-  BATON_ASSIGN_OR_RETURN(std::shared_ptr<Live> live, make_live(req));
+Request Engine::scheduler_request(const Live& live) {
   Request r;
-  r.id = live->id;
-  r.prompt = req.prompt;
-  r.params = req.params;
-  r.priority = req.priority;
-  r.prefill_only = req.prefill_only;
-  live->request = std::move(req);
+  r.id = live.id;
+  r.prompt = live.request.prompt;
+  r.params = live.request.params;
+  r.priority = live.request.priority;
+  r.prefill_only = live.request.prefill_only;
+  return r;
+}
+
+Result<std::shared_ptr<RequestStream>> Engine::submit(EngineRequest req) {
+  BATON_ASSIGN_OR_RETURN(std::shared_ptr<Live> live, make_live(std::move(req)));
+  Request r = scheduler_request(*live);
   {
     // Adding under mu_ orders every add before the loop's final abort sweep.
     std::lock_guard lock(mu_);
@@ -235,14 +240,9 @@ void Engine::run_commands() {
 Result<ImportHandle> Engine::reserve_import(EngineRequest req,
                                             std::chrono::steady_clock::time_point deadline) {
   if (req.prefill_only) return invalid_argument("prefill_only: not allowed on a KV import");
-  BATON_ASSIGN_OR_RETURN(std::shared_ptr<Live> live, make_live(req));
+  BATON_ASSIGN_OR_RETURN(std::shared_ptr<Live> live, make_live(std::move(req)));
   live->importing = true;
-  Request r;
-  r.id = live->id;
-  r.prompt = req.prompt;
-  r.params = req.params;
-  r.priority = req.priority;
-  live->request = std::move(req);
+  Request r = scheduler_request(*live);
 
   // The scheduler lives on the engine thread: reserve there and wait for the
   // answer. A waiter that gives up marks the slot abandoned, so a late

@@ -230,7 +230,9 @@ class Engine {
                   std::vector<FinishedSeq>& finished);
   void finish_seq(Live& live, int32_t seq_index, FinishReason reason);
   void update_stats(int64_t prompt_tokens, int64_t generated, bool counts_step = true);
-  Result<std::shared_ptr<Live>> make_live(EngineRequest& req);
+  // Validates the request and builds its engine-side state, which keeps it.
+  Result<std::shared_ptr<Live>> make_live(EngineRequest req);
+  static Request scheduler_request(const Live& live);
   // Runs on the engine thread at the top of each loop turn.
   void post(std::function<void()> command);
   void run_commands();

@@ -5,26 +5,6 @@
 
 namespace baton::gateway {
 
-std::string_view role_name(Role r) {
-  switch (r) {
-    case Role::kMixed:
-      return "mixed";
-    case Role::kPrefill:
-      return "prefill";
-    case Role::kDecode:
-      return "decode";
-  }
-  return "mixed";
-}
-
-Result<Role> parse_role(std::string_view name) {
-  if (name == "mixed") return Role::kMixed;
-  if (name == "prefill") return Role::kPrefill;
-  if (name == "decode") return Role::kDecode;
-  return invalid_argument("role: expected mixed, prefill or decode, got '" + std::string(name) +
-                          "'");
-}
-
 std::string_view policy_name(PolicyKind p) {
   switch (p) {
     case PolicyKind::kRoundRobin:

@@ -39,12 +39,13 @@
 
 #include "common/config.h"
 #include "common/status.h"
+#include "protocol/pd.h"
 
 namespace baton::gateway {
 
-enum class Role { kMixed, kPrefill, kDecode };
-std::string_view role_name(Role r);
-Result<Role> parse_role(std::string_view name);
+using Role = protocol::pd::Role;
+using protocol::pd::parse_role;
+using protocol::pd::role_name;
 
 enum class PolicyKind { kRoundRobin, kLeastLoad, kPowerOfTwo, kConsistentHash, kPrefixAware };
 std::string_view policy_name(PolicyKind p);

@@ -151,6 +151,27 @@ Status FieldReader::read_string(std::string_view key, std::optional<std::string>
   return Status::ok();
 }
 
+Status FieldReader::read_required_string(std::string_view key, std::string& out) const {
+  std::optional<std::string> v;
+  BATON_RETURN_IF_ERROR(read_string(key, v));
+  if (!v) {
+    return field_error(path_of(key), "required");
+  }
+  out = std::move(*v);
+  return Status::ok();
+}
+
+Result<const OrderedJson*> FieldReader::required_object(std::string_view key) const {
+  const OrderedJson* v = find(key);
+  if (v == nullptr) {
+    return field_error(path_of(key), "required");
+  }
+  if (!v->is_object()) {
+    return type_error(path_of(key), "an object", *v);
+  }
+  return v;
+}
+
 Status FieldReader::read_number(std::string_view key, std::optional<double>& out) const {
   out.reset();
   const OrderedJson* v = find(key);

@@ -49,6 +49,11 @@ class FieldReader {
   // Each leaves `out` as nullopt when the field is not given.
   Status read_bool(std::string_view key, std::optional<bool>& out) const;
   Status read_string(std::string_view key, std::optional<std::string>& out) const;
+  // A string that must be given: "<path>: required" when it is not.
+  Status read_required_string(std::string_view key, std::string& out) const;
+  // An object that must be given: "required" when absent, a type error when
+  // it is not an object.
+  Result<const OrderedJson*> required_object(std::string_view key) const;
   // A JSON number (integers included).
   Status read_number(std::string_view key, std::optional<double>& out) const;
   // An integer in [lo, hi]; a float with no fractional part (3.0) counts, as

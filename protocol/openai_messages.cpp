@@ -29,33 +29,24 @@ Status validate_part(const OrderedJson& part, const std::string& path) {
     return type_error(path, "an object", part);
   }
   FieldReader r(part, path);
-  std::optional<std::string> type;
-  BATON_RETURN_IF_ERROR(r.read_string("type", type));
-  if (!type) {
-    return field_error(r.path_of("type"), "required");
-  }
-  if (*type == "text") {
-    std::optional<std::string> text;
-    BATON_RETURN_IF_ERROR(r.read_string("text", text));
-    if (!text) {
-      return field_error(r.path_of("text"), "required");
-    }
+  std::string type;
+  BATON_RETURN_IF_ERROR(r.read_required_string("type", type));
+  if (type == "text") {
+    std::string text;
+    BATON_RETURN_IF_ERROR(r.read_required_string("text", text));
     return Status::ok();
   }
-  if (*type == "refusal") {
-    std::optional<std::string> refusal;
-    BATON_RETURN_IF_ERROR(r.read_string("refusal", refusal));
-    if (!refusal) {
-      return field_error(r.path_of("refusal"), "required");
-    }
+  if (type == "refusal") {
+    std::string refusal;
+    BATON_RETURN_IF_ERROR(r.read_required_string("refusal", refusal));
     return Status::ok();
   }
   for (std::string_view media : kMediaPartTypes) {
-    if (*type == media) {
-      return field_error(path, *type + " parts are not supported; this server accepts text only");
+    if (type == media) {
+      return field_error(path, type + " parts are not supported; this server accepts text only");
     }
   }
-  return field_error(r.path_of("type"), "unknown content part type \"" + *type + "\"");
+  return field_error(r.path_of("type"), "unknown content part type \"" + type + "\"");
 }
 
 Status validate_content(const OrderedJson& content, const std::string& path) {
@@ -94,19 +85,10 @@ Status validate_tool_calls(const OrderedJson& calls, const std::string& path) {
     if (type && *type != "function") {
       return field_error(r.path_of("type"), "must be \"function\", got \"" + *type + "\"");
     }
-    const OrderedJson* fn = r.find("function");
-    if (fn == nullptr) {
-      return field_error(r.path_of("function"), "required");
-    }
-    if (!fn->is_object()) {
-      return type_error(r.path_of("function"), "an object", *fn);
-    }
+    BATON_ASSIGN_OR_RETURN(const OrderedJson* fn, r.required_object("function"));
     FieldReader f(*fn, r.path_of("function"));
-    std::optional<std::string> name;
-    BATON_RETURN_IF_ERROR(f.read_string("name", name));
-    if (!name) {
-      return field_error(f.path_of("name"), "required");
-    }
+    std::string name;
+    BATON_RETURN_IF_ERROR(f.read_required_string("name", name));
     const OrderedJson* args = f.find("arguments");
     if (args != nullptr && !args->is_string() && !args->is_object()) {
       return type_error(f.path_of("arguments"), "a string or an object", *args);
@@ -120,19 +102,16 @@ Status validate_message(OrderedJson& message, const std::string& path) {
     return type_error(path, "an object", message);
   }
   FieldReader r(message, path);
-  std::optional<std::string> role;
-  BATON_RETURN_IF_ERROR(r.read_string("role", role));
-  if (!role) {
-    return field_error(r.path_of("role"), "required");
-  }
-  if (*role == "developer") {
+  std::string role;
+  BATON_RETURN_IF_ERROR(r.read_required_string("role", role));
+  if (role == "developer") {
     message["role"] = "system";
     role = "system";
   }
-  if (*role != "system" && *role != "user" && *role != "assistant" && *role != "tool") {
+  if (role != "system" && role != "user" && role != "assistant" && role != "tool") {
     return field_error(
         r.path_of("role"),
-        "must be one of system, developer, user, assistant, tool, got \"" + *role + "\"");
+        "must be one of system, developer, user, assistant, tool, got \"" + role + "\"");
   }
   std::optional<std::string> name;
   BATON_RETURN_IF_ERROR(r.read_string("name", name));
@@ -147,11 +126,11 @@ Status validate_message(OrderedJson& message, const std::string& path) {
   const OrderedJson* content = r.find("content");
   if (content == nullptr) {
     // OpenAI: content may be omitted only by an assistant that called tools.
-    if (*role == "assistant" && has_tool_calls) {
+    if (role == "assistant" && has_tool_calls) {
       return Status::ok();
     }
     return field_error(r.path_of("content"),
-                       *role == "assistant" ? "required unless tool_calls is given" : "required");
+                       role == "assistant" ? "required unless tool_calls is given" : "required");
   }
   return validate_content(*content, r.path_of("content"));
 }
@@ -182,28 +161,17 @@ Status validate_tools(const OrderedJson& tools) {
       return type_error(path, "an object", tool);
     }
     FieldReader r(tool, path);
-    std::optional<std::string> type;
-    BATON_RETURN_IF_ERROR(r.read_string("type", type));
-    if (!type) {
-      return field_error(r.path_of("type"), "required");
+    std::string type;
+    BATON_RETURN_IF_ERROR(r.read_required_string("type", type));
+    if (type != "function") {
+      return field_error(r.path_of("type"), "must be \"function\", got \"" + type + "\"");
     }
-    if (*type != "function") {
-      return field_error(r.path_of("type"), "must be \"function\", got \"" + *type + "\"");
-    }
-    const OrderedJson* fn = r.find("function");
-    if (fn == nullptr) {
-      return field_error(r.path_of("function"), "required");
-    }
-    if (!fn->is_object()) {
-      return type_error(r.path_of("function"), "an object", *fn);
-    }
+    BATON_ASSIGN_OR_RETURN(const OrderedJson* fn, r.required_object("function"));
     FieldReader f(*fn, r.path_of("function"));
-    std::optional<std::string> name, description;
-    BATON_RETURN_IF_ERROR(f.read_string("name", name));
-    if (!name) {
-      return field_error(f.path_of("name"), "required");
-    }
-    if (name->empty()) {
+    std::string name;
+    BATON_RETURN_IF_ERROR(f.read_required_string("name", name));
+    std::optional<std::string> description;
+    if (name.empty()) {
       return field_error(f.path_of("name"), "must not be empty");
     }
     BATON_RETURN_IF_ERROR(f.read_string("description", description));

@@ -142,6 +142,26 @@ Result<FirstToken> parse_first_token(const Json& j, const std::string& path) {
 
 }  // namespace
 
+std::string_view role_name(Role r) {
+  switch (r) {
+    case Role::kPrefill:
+      return "prefill";
+    case Role::kDecode:
+      return "decode";
+    case Role::kMixed:
+      break;
+  }
+  return "mixed";
+}
+
+Result<Role> parse_role(std::string_view name) {
+  if (name == "mixed") return Role::kMixed;
+  if (name == "prefill") return Role::kPrefill;
+  if (name == "decode") return Role::kDecode;
+  return invalid_argument("role: must be prefill, decode or mixed, got \"" + std::string(name) +
+                          "\"");
+}
+
 std::string_view api_name(Api a) {
   return a == Api::kChatCompletions ? "chat.completions" : "completions";
 }

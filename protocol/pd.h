@@ -85,6 +85,14 @@ inline constexpr std::string_view kEventAccepted = "accepted";
 inline constexpr std::string_view kEventFirstToken = "first_token";
 inline constexpr std::string_view kEventDone = "done";
 
+// What an instance does (DESIGN.md §3): both phases, or one side of
+// disaggregated serving. The instance, the gateway and the controller share
+// this one definition.
+enum class Role { kMixed, kPrefill, kDecode };
+std::string_view role_name(Role r);  // "mixed", "prefill", "decode"
+// Accepts the names above; kInvalidArgument naming the value otherwise.
+Result<Role> parse_role(std::string_view name);
+
 // Which public route the client called.
 enum class Api { kCompletions, kChatCompletions };
 std::string_view api_name(Api a);  // "completions" / "chat.completions"

@@ -24,15 +24,14 @@
 #include "common/status.h"
 #include "engine/engine.h"
 #include "protocol/http_server.h"
+#include "protocol/pd.h"
 #include "server/admission.h"
 
 namespace baton::server {
 
-// What an instance does (DESIGN.md §3): both phases, or one side of
-// disaggregated serving.
-enum class Role { kMixed, kPrefill, kDecode };
-std::string_view role_name(Role r);
-Result<Role> parse_role(std::string_view name);
+using Role = protocol::pd::Role;
+using protocol::pd::parse_role;
+using protocol::pd::role_name;
 
 struct PdOptions {
   Role role = Role::kMixed;

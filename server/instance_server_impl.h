@@ -719,6 +719,7 @@ class InstanceServer::Impl {
   // Owns every prefill call until end_prefill(); by transfer id.
   std::unordered_map<uint64_t, std::shared_ptr<PrefillCall>> prefills_;
   std::atomic<uint64_t> next_transfer_{1};
+  Clock::time_point next_lease_check_{};  // output pump only
   std::atomic<Role> role_{Role::kMixed};
   std::atomic<bool> draining_{false};
   mutable std::mutex role_mu_;  // guards the change under way

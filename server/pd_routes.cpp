@@ -82,25 +82,6 @@ uint64_t random_u64() {
 
 }  // namespace
 
-std::string_view role_name(Role r) {
-  switch (r) {
-    case Role::kPrefill:
-      return "prefill";
-    case Role::kDecode:
-      return "decode";
-    default:
-      return "mixed";
-  }
-}
-
-Result<Role> parse_role(std::string_view name) {
-  if (name == "mixed") return Role::kMixed;
-  if (name == "prefill") return Role::kPrefill;
-  if (name == "decode") return Role::kDecode;
-  return invalid_argument("role: must be prefill, decode or mixed, got \"" + std::string(name) +
-                          "\"");
-}
-
 // ---- lifecycle -------------------------------------------------------------
 
 Status InstanceServer::Impl::start_pd() {
@@ -449,7 +430,11 @@ void InstanceServer::Impl::observe_breakdown(Call& call) {
 }
 
 void InstanceServer::Impl::expire_leases() {
+  // The pump calls this after every output event; leases are checked at most
+  // every 50 ms, which is far finer than any lease.
   const auto now = Clock::now();
+  if (now < next_lease_check_) return;
+  next_lease_check_ = now + std::chrono::milliseconds(50);
   std::vector<std::pair<engine::RequestId, std::shared_ptr<Call>>> expired;
   {
     std::lock_guard lock(pd_mu_);
