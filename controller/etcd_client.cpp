@@ -3,6 +3,7 @@
 #include <array>
 #include <charconv>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 namespace baton::controller {
 
@@ -37,9 +38,18 @@ Result<Json> parse_json(std::string_view text, std::string_view what) {
 
 // An {"error": ..., "code": N} body or a {"result": {"error": ...}} element.
 Status etcd_error(const Json& j, std::string_view what) {
-  std::string message = j.value("message", j.value("error", std::string("unknown error")));
-  if (j.contains("error") && j["error"].is_object()) {
-    message = j["error"].value("message", message);
+  // Read each field only when it has the expected type: during an etcd
+  // restart "error" is an object, and json::value() would throw on it.
+  auto string_at = [](const Json& o, const char* key) -> std::optional<std::string> {
+    if (!o.is_object()) return std::nullopt;
+    auto it = o.find(key);
+    if (it == o.end() || !it->is_string()) return std::nullopt;
+    return it->get<std::string>();
+  };
+  std::string message = string_at(j, "message")
+                            .value_or(string_at(j, "error").value_or(std::string("unknown error")));
+  if (j.is_object() && j.contains("error") && j["error"].is_object()) {
+    message = string_at(j["error"], "message").value_or(message);
   }
   StatusCode code = StatusCode::kBadGateway;
   if (message.find("not found") != std::string::npos) code = StatusCode::kNotFound;
