@@ -4,19 +4,23 @@
 //                    [--context 1024] [--prefill 8192] [--batch 256]
 //                    [--batch-context 1024] [--batch-steps 16]
 //                    [--offline-requests 0] [--input 1000] [--output 1000]
-//                    [--max-num-seqs 256]
+//                    [--max-num-seqs 256] [--max-num-batched-tokens 8192]
+//                    [--gpu-memory-utilization 0.9] [--offline-seconds 0]
+//                    [--temperature 0] [--top-p 1] [--skip-model 0]
 //
 // - Decode, batch 1: ms per token against its floor, the bytes a step must
 //   read (every weight except the embedding table, plus the KV of the whole
 //   context) over the device-to-device copy bandwidth measured here.
-// - Decode, batch --batch (model forward only, logits to the host): tokens/s
-//   against the floor of weights plus every sequence's KV.
+// - Decode, batch --batch (model forward and greedy sampling on the GPU):
+//   tokens/s against the floor of weights plus every sequence's KV.
 // - Prefill of one --prefill-token prompt: model FLOPs (2 per weight per
 //   token plus causal attention) over time, against the rate of a bf16
 //   8192x8192x8192 cuBLAS product through the backend, measured here.
 // - Offline throughput (when --offline-requests > 0): that many requests of
-//   --input random tokens and --output generated tokens (ignore_eos, greedy)
-//   through the Engine with device cuda, all submitted at once.
+//   --input random tokens and --output generated tokens (ignore_eos; greedy
+//   unless --temperature) through the Engine with device cuda, all submitted
+//   at once, sampled on the GPU; stopped after --offline-seconds when set.
+//   Prints the overall rate and the rate over the middle half of the run.
 
 #include <algorithm>
 #include <chrono>
@@ -25,6 +29,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "engine/engine.h"
@@ -207,7 +212,13 @@ struct Args {
   int input = 1000;
   int output = 1000;
   int max_num_seqs = 256;
-  int batch = 256;  // the batched decode case; 0 skips it
+  int max_num_batched_tokens = 8192;
+  double gpu_memory_utilization = 0.9;
+  double offline_seconds = 0;  // 0: until every request is done
+  float temperature = 0.0f;
+  float top_p = 1.0f;
+  int batch = 256;     // the batched decode case; 0 skips it
+  int skip_model = 0;  // 1: only the offline run
   int batch_context = 1024;
   int batch_steps = 16;
 };
@@ -217,7 +228,8 @@ int run_offline(const Args& a, const model::ModelConfig& config) {
   ec.model = a.spec;
   ec.device = "cuda";
   ec.max_num_seqs = a.max_num_seqs;
-  ec.max_num_batched_tokens = 8192;
+  ec.max_num_batched_tokens = a.max_num_batched_tokens;
+  ec.gpu_memory_utilization = a.gpu_memory_utilization;
   ec.enable_prefix_caching = false;  // random prompts share nothing
   auto t_load = Clock::now();
   auto eng = engine::Engine::create(ec);
@@ -225,39 +237,81 @@ int run_offline(const Args& a, const model::ModelConfig& config) {
     std::fprintf(stderr, "engine: %s\n", eng.status().to_string().c_str());
     return 1;
   }
-  std::printf("\nengine loaded in %.1f s\n", seconds_since(t_load));
+  engine::Engine& e = **eng;
+  std::printf(
+      "\nengine loaded in %.1f s: %d KV blocks of 16 tokens (%.0f sequences of %d tokens)\n",
+      seconds_since(t_load), e.stats().num_blocks,
+      e.stats().num_blocks * 16.0 / (a.input + a.output), a.input + a.output);
   std::mt19937 rng(11);
   std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(config.vocab_size) - 1);
   std::vector<std::shared_ptr<engine::RequestStream>> streams;
-  auto t0 = Clock::now();
   for (int i = 0; i < a.offline_requests; ++i) {
     engine::EngineRequest r;
     r.prompt.resize(static_cast<size_t>(a.input));
     for (auto& t : r.prompt) t = tok(rng);
-    r.params.temperature = 0.0f;
+    r.params.temperature = a.temperature;
+    r.params.top_p = a.top_p;
+    r.params.seed = static_cast<uint64_t>(i);
     r.params.max_tokens = a.output;
     r.params.ignore_eos = true;
-    auto s = (*eng)->submit(std::move(r));
-    if (!s.is_ok()) {
-      std::fprintf(stderr, "submit: %s\n", s.status().to_string().c_str());
+    auto st = e.submit(std::move(r));
+    if (!st.is_ok()) {
+      std::fprintf(stderr, "submit: %s\n", st.status().to_string().c_str());
       return 1;
     }
-    streams.push_back(*s);
+    streams.push_back(*st);
   }
-  Status st = (*eng)->run_until_idle();
-  const double secs = seconds_since(t0);
-  if (!st.is_ok()) {
-    std::fprintf(stderr, "run: %s\n", st.to_string().c_str());
-    return 1;
+  // The engine thread runs the steps; this one samples the counters once a
+  // second, so that a run cut short by --offline-seconds still reports its
+  // rate, and the rate once the batch is full is seen apart from the start.
+  auto t0 = Clock::now();
+  if (Status st = e.start(); !st.is_ok()) return 1;
+  struct Sample {
+    double t;
+    int64_t out, prompt, steps;
+  };
+  std::vector<Sample> samples{{0.0, 0, 0, 0}};
+  const int64_t want = static_cast<int64_t>(a.offline_requests) * a.output;
+  bool cut = false;
+  for (;;) {
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    const engine::EngineStats s = e.stats();
+    const double t = seconds_since(t0);
+    samples.push_back({t, s.generation_tokens, s.prompt_tokens, s.steps});
+    std::printf("  t %5.0f s: %lld output tokens, %d running, %d waiting, kv %.0f%%\n", t,
+                static_cast<long long>(s.generation_tokens), s.num_running, s.num_waiting,
+                100 * s.kv_usage);
+    if (s.generation_tokens >= want && s.num_running == 0 && s.num_waiting == 0) break;
+    if (a.offline_seconds > 0 && t >= a.offline_seconds) {
+      cut = true;
+      break;
+    }
   }
-  engine::EngineStats s = (*eng)->stats();
+  e.stop();
+  const Sample& last = samples.back();
+  const engine::EngineStats s = e.stats();
   std::printf(
-      "offline: %d requests x (%d in, %d out), max_num_seqs %d: %.1f s, %lld output tokens, "
+      "offline: %d requests x (%d in, %d out), max_num_seqs %d%s: %.1f s, %lld output tokens, "
       "%.0f output tokens/s, %.0f total tokens/s, %lld steps, %lld preemptions\n",
-      a.offline_requests, a.input, a.output, a.max_num_seqs, secs,
-      static_cast<long long>(s.generation_tokens), static_cast<double>(s.generation_tokens) / secs,
-      static_cast<double>(s.generation_tokens + s.prompt_tokens) / secs,
-      static_cast<long long>(s.steps), static_cast<long long>(s.num_preemptions));
+      a.offline_requests, a.input, a.output, a.max_num_seqs, cut ? " (cut short)" : "", last.t,
+      static_cast<long long>(last.out), static_cast<double>(last.out) / last.t,
+      static_cast<double>(last.out + last.prompt) / last.t, static_cast<long long>(last.steps),
+      static_cast<long long>(s.num_preemptions));
+  // Steady state: the middle half of the run by time.
+  const Sample* lo = &samples.front();
+  const Sample* hi = &samples.back();
+  for (const Sample& x : samples) {
+    if (x.t <= last.t * 0.25) lo = &x;
+    if (x.t <= last.t * 0.75) hi = &x;
+  }
+  if (hi->t > lo->t) {
+    std::printf(
+        "steady state (%.0f s to %.0f s): %.0f output tokens/s, %.0f prompt tokens/s, %.1f ms per "
+        "step\n",
+        lo->t, hi->t, static_cast<double>(hi->out - lo->out) / (hi->t - lo->t),
+        static_cast<double>(hi->prompt - lo->prompt) / (hi->t - lo->t),
+        1e3 * (hi->t - lo->t) / static_cast<double>(std::max<int64_t>(1, hi->steps - lo->steps)));
+  }
   return 0;
 }
 
@@ -276,7 +330,13 @@ int main(int argc, char** argv) {
     if (k == "--input") a.input = std::stoi(v);
     if (k == "--output") a.output = std::stoi(v);
     if (k == "--max-num-seqs") a.max_num_seqs = std::stoi(v);
+    if (k == "--max-num-batched-tokens") a.max_num_batched_tokens = std::stoi(v);
+    if (k == "--gpu-memory-utilization") a.gpu_memory_utilization = std::stod(v);
+    if (k == "--offline-seconds") a.offline_seconds = std::stod(v);
+    if (k == "--temperature") a.temperature = std::stof(v);
+    if (k == "--top-p") a.top_p = std::stof(v);
     if (k == "--batch") a.batch = std::stoi(v);
+    if (k == "--skip-model") a.skip_model = std::stoi(v);
     if (k == "--batch-context") a.batch_context = std::stoi(v);
     if (k == "--batch-steps") a.batch_steps = std::stoi(v);
   }
@@ -297,7 +357,7 @@ int main(int argc, char** argv) {
   auto config = model::load_source_config(*source);
   if (!config.is_ok()) return 1;
 
-  {
+  if (a.skip_model == 0) {
     auto backend = kernels::cuda::make_cuda_backend({});
     if (!backend.is_ok()) {
       std::fprintf(stderr, "%s\n", backend.status().to_string().c_str());
@@ -366,6 +426,18 @@ int main(int argc, char** argv) {
     };
     std::vector<float> logits;
     engine::ForwardBatch b;
+    // Decode steps sample greedily on the GPU, as the engine does: a token id
+    // per row comes back, not the row's logits.
+    std::vector<kernels::SampleRow> rows_buf;
+    std::vector<kernels::SampleOutput> sampled;
+    auto greedy_rows = [&](int n) {
+      rows_buf.assign(static_cast<size_t>(n), kernels::SampleRow{});
+      for (int i = 0; i < n; ++i) {
+        rows_buf[static_cast<size_t>(i)].logits_row = i;
+        rows_buf[static_cast<size_t>(i)].temperature = 0.0f;
+      }
+      return std::span<const kernels::SampleRow>(rows_buf);
+    };
 
     std::printf("| case | time | floor | of floor |\n| --- | --- | --- | --- |\n");
     // Prefill: warm-up once, then the median of 3.
@@ -404,7 +476,7 @@ int main(int argc, char** argv) {
       for (int s = 0; s < a.decode_steps; ++s) {
         fill(b, 0, first + s, 1);
         auto t0 = Clock::now();
-        if (!model.forward(b, logits).is_ok()) return 1;
+        if (!model.forward_sample(b, greedy_rows(1), sampled).is_ok()) return 1;
         times.push_back(seconds_since(t0));
       }
       std::sort(times.begin(), times.end());
@@ -417,8 +489,7 @@ int main(int argc, char** argv) {
           ctx, t * 1e3, 1 / t, floor * 1e3, 100.0 * floor / t);
     }
     // Decode, batch --batch, each sequence after a --batch-context prompt
-    // (prefilled --prefill tokens per call). Logits of every row come back
-    // to the host, as the engine needs them.
+    // (prefilled --prefill tokens per call).
     if (a.batch > 0) {
       const int per_call = std::max(1, a.prefill / a.batch_context);
       for (int s0 = 0; s0 < a.batch; s0 += per_call) {
@@ -427,10 +498,21 @@ int main(int argc, char** argv) {
           add(b, 2 + s, 0, a.batch_context);
         if (!model.forward(b, logits).is_ok()) return 1;
       }
+      bool nucleus = false;  // the rows draw with top-k 50, top-p 0.9 instead
       auto step = [&](int pos) {
         b.clear();
         for (int s = 0; s < a.batch; ++s) add(b, 2 + s, pos, 1);
-        return model.forward(b, logits).is_ok();
+        std::span<const kernels::SampleRow> rows = greedy_rows(a.batch);
+        if (nucleus) {
+          for (int s = 0; s < a.batch; ++s) {
+            kernels::SampleRow& r = rows_buf[static_cast<size_t>(s)];
+            r.temperature = 0.8f;
+            r.top_k = 50;
+            r.top_p = 0.9f;
+            r.uniform = (s * 0.618034 + pos * 0.1) - std::floor(s * 0.618034 + pos * 0.1);
+          }
+        }
+        return model.forward_sample(b, rows, sampled).is_ok();
       };
       if (!step(a.batch_context)) return 1;  // warm-up
       std::vector<double> times;
@@ -448,6 +530,21 @@ int main(int argc, char** argv) {
       std::printf(
           "| decode batch %d, context ~%.0f | %.2f ms/step (%.0f tokens/s) | %.2f ms | %.0f%% |\n",
           a.batch, ctx, t * 1e3, a.batch / t, floor * 1e3, 100.0 * floor / t);
+      // The same steps again (their KV rewritten with the same values), each
+      // row drawn with top-k and top-p on the GPU rather than greedily.
+      nucleus = true;
+      times.clear();
+      for (int i = 1; i <= a.batch_steps; ++i) {
+        auto t0 = Clock::now();
+        if (!step(a.batch_context + i)) return 1;
+        times.push_back(seconds_since(t0));
+      }
+      std::sort(times.begin(), times.end());
+      const double tn = times[times.size() / 2];
+      std::printf(
+          "| decode batch %d, top-k 50 / top-p 0.9 sampling | %.2f ms/step (%.0f tokens/s) | %.2f "
+          "ms | %.0f%% |\n",
+          a.batch, tn * 1e3, a.batch / tn, floor * 1e3, 100.0 * floor / tn);
     }
   }
   if (a.offline_requests > 0) return run_offline(a, *config);

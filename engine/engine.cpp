@@ -650,22 +650,31 @@ Status Engine::step() {
     if (s.sample) batch_.logit_rows.push_back(start + n - 1);
     if (s.is_prefill) prompt_tokens += n;
   }
-  BATON_RETURN_IF_ERROR(model_->forward(batch_, logits_));
-
-  const auto vocab = static_cast<size_t>(model_->vocab_size());
+  // Sampling runs on the backend, where the logits are; the uniform numbers
+  // are drawn here, from each sequence's own rng.
   std::vector<SampledToken> sampled;
-  std::vector<SampleResult> results;
-  size_t row = 0;
+  std::vector<const Sequence*> sampled_seqs;
+  sample_batch_.clear();
+  int32_t row = 0;
   for (const ScheduledSeq& s : plan.seqs) {
     if (!s.sample) continue;
-    std::span<const float> logits(logits_.data() + row * vocab, vocab);
-    ++row;
     for (int32_t idx : s.sample_seq_indices) {
       Sequence* seq = scheduler_->sequence(s.request_id, idx);
-      BATON_CHECK(seq != nullptr);
-      results.push_back(sampler_.sample(logits, *seq, eos_));
-      sampled.push_back({s.request_id, idx, results.back().token});
+      BATON_CHECK(seq != nullptr && seq->params != nullptr);
+      sampler_.prepare(*seq->params, SampleContext{seq->prompt, seq->output, eos_}, seq->rng, row,
+                       model_->vocab_size(), sample_batch_);
+      sampled.push_back({s.request_id, idx, 0});
+      sampled_seqs.push_back(seq);
     }
+    ++row;
+  }
+  sample_batch_.finalize();
+  BATON_RETURN_IF_ERROR(model_->forward_sample(batch_, sample_batch_.rows, sample_out_));
+  std::vector<SampleResult> results;
+  results.reserve(sampled.size());
+  for (size_t i = 0; i < sampled.size(); ++i) {
+    results.push_back(Sampler::result(sample_out_[i], *sampled_seqs[i]->params));
+    sampled[i].token = results.back().token;
   }
   std::vector<FinishedSeq> finished = scheduler_->commit(plan, sampled);
   export_finished(finished);

@@ -250,7 +250,8 @@ class Engine {
   std::unique_ptr<Scheduler> scheduler_;
   Sampler sampler_;
   ForwardBatch batch_;
-  std::vector<float> logits_;
+  SampleBatch sample_batch_;
+  std::vector<kernels::SampleOutput> sample_out_;
 
   std::atomic<RequestId> next_id_{1};
   mutable std::mutex mu_;  // guards live_, stats_, stopping_, wake_

@@ -384,10 +384,32 @@ Status LlamaModel::validate(const ForwardBatch& b) const {
 }
 
 Status LlamaModel::forward(const ForwardBatch& b, std::vector<float>& logits) {
+  BATON_ASSIGN_OR_RETURN(Tensor out, run(b));
+  logits.resize(static_cast<size_t>(out.numel()));
+  if (out.numel() == 0) return backend_.synchronize();
+  BATON_RETURN_IF_ERROR(backend_.download(out.data, out.bytes(), logits.data()));
+  return backend_.synchronize();
+}
+
+Status LlamaModel::forward_sample(const ForwardBatch& b, std::span<const kernels::SampleRow> rows,
+                                  std::vector<kernels::SampleOutput>& out) {
+  for (const kernels::SampleRow& r : rows) {
+    if (r.logits_row < 0 || static_cast<size_t>(r.logits_row) >= b.logit_rows.size()) {
+      return invalid_argument("forward_sample: a sampling row names no logit row");
+    }
+  }
+  BATON_ASSIGN_OR_RETURN(Tensor logits, run(b));
+  out.resize(rows.size());
+  if (rows.empty()) return backend_.synchronize();
+  return backend_.sample(logits, rows, out);
+}
+
+Result<Tensor> LlamaModel::run(const ForwardBatch& b) {
   BATON_RETURN_IF_ERROR(validate(b));
   if (graphs_ != nullptr) {
-    BATON_ASSIGN_OR_RETURN(bool done, forward_graph(b, logits));
-    if (done) return Status::ok();
+    Tensor out;
+    BATON_ASSIGN_OR_RETURN(bool done, forward_graph(b, out));
+    if (done) return out;
   }
   const int64_t n = static_cast<int64_t>(b.tokens.size());
   const int64_t r = static_cast<int64_t>(b.logit_rows.size());
@@ -396,17 +418,14 @@ Status LlamaModel::forward(const ForwardBatch& b, std::vector<float>& logits) {
   BATON_RETURN_IF_ERROR(be.upload(b.positions.data(), n * 4, pos_.data));
   BATON_RETURN_IF_ERROR(be.upload(b.slots.data(), n * 4, slots_.data));
   enqueue_layers(n, b.seqs);
-
-  logits.resize(static_cast<size_t>(r * config_.vocab_size));
-  if (r == 0) return be.synchronize();
+  Tensor out = logits_.slice_rows(0, r);
+  if (r == 0) return out;
   Tensor rows = rows_.slice_rows(0, r);
   BATON_RETURN_IF_ERROR(be.upload(b.logit_rows.data(), r * 4, rows.data));
   Tensor last = last_.slice_rows(0, r);
-  Tensor out = logits_.slice_rows(0, r);
   be.gather_rows(normed_.slice_rows(0, n), rows, last);
   be.linear(last, lm_head_, nullptr, out);
-  BATON_RETURN_IF_ERROR(be.download(out.data, out.bytes(), logits.data()));
-  return be.synchronize();
+  return out;
 }
 
 void LlamaModel::enqueue_layers(int64_t n, const std::vector<kernels::AttentionSeq>& seqs) {
@@ -442,13 +461,11 @@ void LlamaModel::enqueue_layers(int64_t n, const std::vector<kernels::AttentionS
       be.linear(normed, L.k, L.has_q_bias ? &L.k_bias : nullptr, k);
       be.linear(normed, L.v, L.has_q_bias ? &L.v_bias : nullptr, v);
     }
-    be.rope(q, k, pos, hd, rope_);
-    be.kv_append(k, v, slots, L.cache);
+    be.rope_kv_append(q, k, v, pos, slots, hd, rope_, L.cache);
     be.attention(q, L.cache, seqs, hq, scale, attn);
     be.linear(attn, L.o, L.has_o_bias ? &L.o_bias : nullptr, hidden);
     be.add_rms_norm(residual, hidden, L.post_norm, eps, normed);
-    be.linear(normed, L.gate_up, L.has_mlp_bias ? &L.gate_up_bias : nullptr, gate_up);
-    be.silu_mul(gate_up, act);
+    be.linear_silu_mul(normed, L.gate_up, L.has_mlp_bias ? &L.gate_up_bias : nullptr, gate_up, act);
     be.linear(act, L.down, L.has_mlp_bias ? &L.down_bias : nullptr, hidden);
     const Tensor& next_norm = l + 1 < layers_.size() ? layers_[l + 1].input_norm : final_norm_;
     be.add_rms_norm(residual, hidden, next_norm, eps, normed);
@@ -462,7 +479,7 @@ constexpr int64_t kGraphBuckets[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
 constexpr int32_t kPadTable[1] = {0};
 }  // namespace
 
-Result<bool> LlamaModel::forward_graph(const ForwardBatch& b, std::vector<float>& logits) {
+Result<bool> LlamaModel::forward_graph(const ForwardBatch& b, Tensor& logits) {
 #if BATON_HAVE_CUDA
   const auto n = static_cast<int64_t>(b.tokens.size());
   // Decode steps only: one token per sequence, logits of every row in order.
@@ -511,10 +528,7 @@ Result<bool> LlamaModel::forward_graph(const ForwardBatch& b, std::vector<float>
   BATON_ASSIGN_OR_RETURN(bool replayed, graphs_->replay(key, graph_seqs_));
   if (!replayed) return false;
   ++graph_replays_;
-  logits.resize(static_cast<size_t>(n * config_.vocab_size));
-  BATON_RETURN_IF_ERROR(
-      be.download(out.data, static_cast<size_t>(n * config_.vocab_size) * 4, logits.data()));
-  BATON_RETURN_IF_ERROR(be.synchronize());
+  logits = logits_.slice_rows(0, n);
   return true;
 #else
   // CUDA graphs exist only in CUDA builds; graphs_ is always null here.

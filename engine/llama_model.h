@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -89,6 +90,12 @@ class LlamaModel {
   // position past max_model_len, slot out of range) are kInvalidArgument and
   // leave the cache untouched.
   Status forward(const ForwardBatch& batch, std::vector<float>& logits);
+  // Runs the batch and samples on the backend: rows[i].logits_row indexes
+  // batch.logit_rows (rows may share one); only the sampled tokens and the
+  // logprobs asked for come back. Same errors as forward(), plus a row that
+  // names no logit row.
+  Status forward_sample(const ForwardBatch& batch, std::span<const kernels::SampleRow> rows,
+                        std::vector<kernels::SampleOutput>& out);
 
   const model::ModelConfig& config() const { return config_; }
   const ModelOptions& options() const { return options_; }
@@ -139,9 +146,13 @@ class LlamaModel {
   // Enqueues embedding through the final norm for rows [0, n) (inputs
   // already uploaded); the result is in normed_.
   void enqueue_layers(int64_t n, const std::vector<kernels::AttentionSeq>& seqs);
+  // Enqueues the whole batch; the result is the logits [logit_rows, vocab]
+  // f32 in backend memory, valid until the next call.
+  Result<kernels::Tensor> run(const ForwardBatch& batch);
   // A decode batch as a graph replay (captured on the first batch of its
-  // padded size); false when the batch does not qualify.
-  Result<bool> forward_graph(const ForwardBatch& batch, std::vector<float>& logits);
+  // padded size), `logits` set to its rows; false when the batch does not
+  // qualify.
+  Result<bool> forward_graph(const ForwardBatch& batch, kernels::Tensor& logits);
 
   kernels::Backend& backend_;
   model::ModelConfig config_;

@@ -3,7 +3,8 @@
 // as on the CPU; with bf16 activations (what `--device cuda` serves), top-5
 // logits within bf16 tolerance under teacher forcing, and the greedy choice
 // equal wherever transformers' top two logits are further apart than that
-// tolerance. Then the whole Engine on `device = "cuda"`.
+// tolerance. Sampling on the GPU: greedy rows pick the logits' argmax. Then
+// the whole Engine on `device = "cuda"`, seeded sampling included.
 //
 // Needs a GPU: skipped with a message where none is visible.
 
@@ -307,6 +308,112 @@ TEST(GpuKv, ExportImportRoundTrip) {
     ASSERT_TRUE(m->forward(x, c).is_ok());
     EXPECT_EQ(a, c) << "transfer of " << count << " tokens";
   }
+}
+
+// forward_sample on the GPU: greedy rows pick the argmax of the logits that
+// forward() returns for the same step (eager prefill and replayed decode
+// steps alike), and two rows may read one logits row.
+TEST(GpuSampling, GreedyRowsPickTheArgmaxOfTheLogits) {
+  auto backend = gpu_backend(DType::kBF16);
+  if (!backend) GTEST_SKIP() << "no GPU here (or a build without CUDA)";
+  auto m = load(*backend, "tiny-llama3");
+  ASSERT_TRUE(m);
+  const int32_t bs = m->options().block_size;
+  const json cases = expected("tiny-llama3")["greedy"];
+  std::vector<std::vector<int32_t>> tokens, blocks(3);
+  for (size_t s = 0; s < 3; ++s) {
+    tokens.push_back(cases[s]["prompt_ids"].get<std::vector<int32_t>>());
+    for (int32_t i = 0; i < 16; ++i) blocks[s].push_back(static_cast<int32_t>(s) * 16 + i);
+  }
+  std::vector<kernels::SampleRow> rows(4);
+  for (int i = 0; i < 4; ++i) {
+    rows[static_cast<size_t>(i)].logits_row = std::min(i, 2);
+    rows[static_cast<size_t>(i)].temperature = 0.0f;
+  }
+  const auto vocab = static_cast<size_t>(m->vocab_size());
+  for (int step = 0; step < 6; ++step) {
+    ForwardBatch b;
+    for (size_t s = 0; s < 3; ++s) {
+      const auto len = static_cast<int32_t>(tokens[s].size());
+      const int32_t from = step == 0 ? 0 : len - 1;
+      const auto start = static_cast<int32_t>(b.tokens.size());
+      for (int32_t p = from; p < len; ++p) {
+        b.tokens.push_back(tokens[s][static_cast<size_t>(p)]);
+        b.positions.push_back(p);
+        b.slots.push_back(blocks[s][static_cast<size_t>(p / bs)] * bs + p % bs);
+      }
+      b.seqs.push_back({start, len - from, len, blocks[s].data(), 16});
+      b.logit_rows.push_back(start + (len - from) - 1);
+    }
+    // The same step twice: KV appends are idempotent, so both calls see the
+    // same context.
+    std::vector<float> logits;
+    ASSERT_TRUE(m->forward(b, logits).is_ok());
+    std::vector<kernels::SampleOutput> out;
+    ASSERT_TRUE(m->forward_sample(b, rows, out).is_ok());
+    ASSERT_EQ(out.size(), rows.size());
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const float* row = logits.data() + static_cast<size_t>(rows[i].logits_row) * vocab;
+      const auto want = static_cast<int32_t>(std::max_element(row, row + vocab) - row);
+      EXPECT_EQ(out[i].token, want) << "step " << step << " row " << i;
+    }
+    for (size_t s = 0; s < 3; ++s) tokens[s].push_back(out[s].token);
+  }
+  EXPECT_GT(m->graph_replays(), 0);
+}
+
+// Seeded sampling through the engine on the GPU: the same seed gives the
+// same tokens whether the request runs alone or among others, and another
+// seed gives other tokens.
+TEST(GpuEngine, SeededSamplingIsReproducibleWhateverTheBatch) {
+  if (!gpu_backend(DType::kBF16)) GTEST_SKIP() << "no GPU here (or a build without CUDA)";
+  EngineConfig ec;
+  ec.model = fixture("tiny-llama3").string();
+  ec.device = "cuda";
+  ec.gpu_memory_utilization = 0.5;
+  auto engine = Engine::create(ec);
+  ASSERT_TRUE(engine.is_ok()) << engine.status().to_string();
+  const std::vector<int32_t> prompt = expected("tiny-llama3")["greedy"][0]["prompt_ids"];
+  auto request = [&](uint64_t seed) {
+    EngineRequest r;
+    r.prompt = prompt;
+    r.params.temperature = 1.0f;
+    r.params.top_p = 0.95f;
+    r.params.top_k = 50;
+    r.params.repetition_penalty = 1.1f;
+    r.params.seed = seed;
+    r.params.max_tokens = 24;
+    r.params.ignore_eos = true;
+    return r;
+  };
+  auto run = [&](const std::vector<uint64_t>& seeds) {
+    std::vector<std::shared_ptr<RequestStream>> streams;
+    for (uint64_t seed : seeds) {
+      auto s = (*engine)->submit(request(seed));
+      EXPECT_TRUE(s.is_ok());
+      streams.push_back(*s);
+    }
+    EXPECT_TRUE((*engine)->run_until_idle().is_ok());
+    std::vector<std::vector<int32_t>> outs;
+    for (auto& st : streams) {
+      std::vector<int32_t> got;
+      for (;;) {
+        auto ev = st->next(std::chrono::steady_clock::now() + std::chrono::seconds(5));
+        EXPECT_TRUE(ev.is_ok());
+        if (!ev.is_ok()) break;
+        for (const auto& d : ev->deltas)
+          got.insert(got.end(), d.token_ids.begin(), d.token_ids.end());
+        if (ev->done) break;
+      }
+      outs.push_back(got);
+    }
+    return outs;
+  };
+  const auto alone = run({7});
+  const auto batched = run({1, 2, 7, 3, 4});
+  ASSERT_EQ(alone[0].size(), 24u);
+  EXPECT_EQ(alone[0], batched[2]);
+  EXPECT_NE(batched[0], batched[1]);
 }
 
 TEST(GpuEngine, UnknownDeviceIsAnError) {

@@ -1,198 +1,96 @@
 #include "engine/sampler.h"
 
-#include <algorithm>
-#include <cmath>
-#include <limits>
-#include <numeric>
-
 #include "common/status.h"
 
 namespace baton::engine {
-namespace {
 
-constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-// Initial size of the sorted prefix searched for the top-p cut; grown 4x
-// until the mass is reached. Most top-p sets of real models are far smaller.
-constexpr size_t kTopPInitialPrefix = 128;
+void SampleBatch::clear() {
+  rows.clear();
+  edits.clear();
+  edit_begin.clear();
+}
 
-}  // namespace
+void SampleBatch::finalize() {
+  for (size_t i = 0; i < rows.size(); ++i) {
+    rows[i].edits = rows[i].num_edits > 0 ? edits.data() + edit_begin[i] : nullptr;
+  }
+}
 
-double Sampler::process(std::span<const float> logits, const SamplingParams& params,
-                        const SampleContext& ctx, bool log_z) {
-  BATON_CHECK(!logits.empty());
-  const auto vocab = static_cast<int32_t>(logits.size());
-  x_.assign(logits.begin(), logits.end());
-  auto in_vocab = [vocab](int32_t t) { return t >= 0 && t < vocab; };
+void Sampler::prepare(const SamplingParams& params, const SampleContext& ctx, SeqRng& rng,
+                      int32_t logits_row, int32_t vocab, SampleBatch& batch) {
+  kernels::SampleRow row;
+  row.logits_row = logits_row;
+  row.temperature = params.temperature;
+  row.top_k = params.top_k;
+  row.top_p = params.top_p;
+  row.min_p = params.min_p;
+  row.repetition_penalty = params.repetition_penalty;
+  row.presence_penalty = params.presence_penalty;
+  row.frequency_penalty = params.frequency_penalty;
+  row.logprobs = params.logprobs ? *params.logprobs : -1;
+  if (!params.greedy()) row.uniform = rng.next_unit();
 
+  const size_t begin = batch.edits.size();
+  auto& edits = batch.edits;
+  slot_.resize(static_cast<size_t>(vocab), -1);
+  auto edit = [&](int32_t t) -> kernels::TokenEdit* {
+    if (t < 0 || t >= vocab) return nullptr;
+    int32_t& s = slot_[static_cast<size_t>(t)];
+    if (s < 0) {
+      s = static_cast<int32_t>(edits.size() - begin);
+      edits.push_back({t});
+    }
+    return &edits[begin + static_cast<size_t>(s)];
+  };
   if (static_cast<int32_t>(ctx.output.size()) < params.min_tokens) {
     for (int32_t t : params.stop_token_ids) {
-      if (in_vocab(t)) x_[static_cast<size_t>(t)] = kNegInf;
+      if (auto* e = edit(t)) e->masked = true;
     }
     if (!params.ignore_eos) {
       for (int32_t t : ctx.eos_token_ids) {
-        if (in_vocab(t)) x_[static_cast<size_t>(t)] = kNegInf;
+        if (auto* e = edit(t)) e->masked = true;
       }
     }
   }
-
-  // counts_ stays all-zero between calls; only touched_ entries are reset, so
-  // a long vocabulary costs nothing here.
-  counts_.resize(logits.size(), 0);
   if (params.repetition_penalty != 1.0f) {
-    const float rp = params.repetition_penalty;
-    auto penalise = [&](int32_t t) {
-      if (!in_vocab(t) || counts_[static_cast<size_t>(t)] != 0) return;
-      counts_[static_cast<size_t>(t)] = 1;
-      touched_.push_back(t);
-      float& v = x_[static_cast<size_t>(t)];
-      v = v > 0.0f ? v / rp : v * rp;
-    };
-    for (int32_t t : ctx.prompt) penalise(t);
-    for (int32_t t : ctx.output) penalise(t);
-    for (int32_t t : touched_) counts_[static_cast<size_t>(t)] = 0;
-    touched_.clear();
+    for (int32_t t : ctx.prompt) {
+      if (auto* e = edit(t)) e->seen = true;
+    }
+    for (int32_t t : ctx.output) {
+      if (auto* e = edit(t)) e->seen = true;
+    }
   }
   if (params.frequency_penalty != 0.0f || params.presence_penalty != 0.0f) {
     for (int32_t t : ctx.output) {
-      if (!in_vocab(t)) continue;
-      if (counts_[static_cast<size_t>(t)]++ == 0) touched_.push_back(t);
+      if (auto* e = edit(t)) ++e->output_count;
     }
-    for (int32_t t : touched_) {
-      const auto c = static_cast<float>(counts_[static_cast<size_t>(t)]);
-      x_[static_cast<size_t>(t)] -= params.frequency_penalty * c + params.presence_penalty;
-      counts_[static_cast<size_t>(t)] = 0;
-    }
-    touched_.clear();
   }
-
-  if (!params.greedy()) {
-    const float inv_t = 1.0f / params.temperature;
-    for (float& v : x_) v *= inv_t;
-  }
-
-  max_ = *std::max_element(x_.begin(), x_.end());
-  if (!std::isfinite(max_)) {
-    // Everything masked (a vocabulary of stop tokens only): fall back to the
-    // raw logits rather than sampling from nothing.
-    x_.assign(logits.begin(), logits.end());
-    max_ = *std::max_element(x_.begin(), x_.end());
-  }
-  if (!log_z) return 0.0;
-  double sum = 0.0;
-  for (float v : x_) sum += std::exp(static_cast<double>(v) - max_);
-  return static_cast<double>(max_) + std::log(sum);
+  for (size_t i = begin; i < edits.size(); ++i) slot_[static_cast<size_t>(edits[i].token)] = -1;
+  row.num_edits = static_cast<int32_t>(edits.size() - begin);
+  batch.edit_begin.push_back(begin);
+  batch.rows.push_back(row);
 }
 
-int32_t Sampler::argmax() const {
-  // First maximum: ties go to the lowest id.
-  return static_cast<int32_t>(std::max_element(x_.begin(), x_.end()) - x_.begin());
-}
-
-void Sampler::select_candidates(const SamplingParams& params) {
-  const size_t vocab = x_.size();
-  cand_.clear();
-  weight_.clear();
-  const bool use_k = params.top_k > 0 && static_cast<size_t>(params.top_k) < vocab;
-  const bool use_p = params.top_p < 1.0f;
-  const float min_logit =
-      params.min_p > 0.0f ? max_ + std::log(params.min_p) : -std::numeric_limits<float>::max();
-  auto weight = [&](int32_t t) {
-    return std::exp(static_cast<double>(x_[static_cast<size_t>(t)]) - max_);
-  };
-
-  if (!use_k && !use_p) {
-    // Id order is as good as any for drawing: no sort at all.
-    for (size_t t = 0; t < vocab; ++t) {
-      if (x_[t] >= min_logit && x_[t] != kNegInf) cand_.push_back(static_cast<int32_t>(t));
-    }
-  } else {
-    auto better = [this](int32_t a, int32_t b) {
-      const float xa = x_[static_cast<size_t>(a)];
-      const float xb = x_[static_cast<size_t>(b)];
-      return xa > xb || (xa == xb && a < b);
-    };
-    idx_.resize(vocab);
-    std::iota(idx_.begin(), idx_.end(), 0);
-    size_t range = vocab;
-    if (use_k) {
-      range = static_cast<size_t>(params.top_k);
-      std::nth_element(idx_.begin(), idx_.begin() + static_cast<std::ptrdiff_t>(range) - 1,
-                       idx_.end(), better);
-    }
-    const auto first = idx_.begin();
-    const auto last = idx_.begin() + static_cast<std::ptrdiff_t>(range);
-    size_t keep = range;
-    if (use_p) {
-      double total = 0.0;
-      for (auto it = first; it != last; ++it) total += weight(*it);
-      const double target = static_cast<double>(params.top_p) * total;
-      size_t m = std::min(range, kTopPInitialPrefix);
-      for (;;) {
-        std::partial_sort(first, first + static_cast<std::ptrdiff_t>(m), last, better);
-        double cum = 0.0;
-        size_t i = 0;
-        while (i < m && cum < target) cum += weight(idx_[i++]);
-        if (cum >= target || m == range) {
-          keep = std::max<size_t>(i, 1);
-          break;
-        }
-        m = std::min(range, m * 4);
-      }
-    } else {
-      std::sort(first, last, better);
-    }
-    for (size_t i = 0; i < keep; ++i) {
-      const int32_t t = idx_[i];
-      if (x_[static_cast<size_t>(t)] >= min_logit && x_[static_cast<size_t>(t)] != kNegInf) {
-        cand_.push_back(t);
-      }
+SampleResult Sampler::result(const kernels::SampleOutput& out, const SamplingParams& params) {
+  SampleResult r;
+  r.token = out.token;
+  if (params.logprobs) {
+    r.logprob = out.logprob;
+    for (int32_t i = 0; i < out.num_top; ++i) {
+      r.top_logprobs.push_back(
+          {out.top_tokens[static_cast<size_t>(i)], out.top_logprobs[static_cast<size_t>(i)]});
     }
   }
-  if (cand_.empty()) cand_.push_back(argmax());  // min_p keeps the max; guards NaN only
-  weight_.reserve(cand_.size());
-  for (int32_t t : cand_) weight_.push_back(weight(t));
+  return r;
 }
 
 SampleResult Sampler::sample(std::span<const float> logits, const SamplingParams& params,
                              const SampleContext& context, SeqRng& rng) {
-  const bool want_logprobs = params.logprobs.has_value();
-  const double log_z = process(logits, params, context, want_logprobs);
-  SampleResult out;
-  if (params.greedy()) {
-    out.token = argmax();
-  } else {
-    select_candidates(params);
-    double total = 0.0;
-    for (double w : weight_) total += w;
-    const double target = rng.next_unit() * total;
-    double cum = 0.0;
-    out.token = cand_.back();  // if rounding leaves target unreached
-    for (size_t i = 0; i < cand_.size(); ++i) {
-      cum += weight_[i];
-      if (target < cum) {
-        out.token = cand_[i];
-        break;
-      }
-    }
-  }
-  if (want_logprobs) out.logprob = static_cast<float>(x_[static_cast<size_t>(out.token)] - log_z);
-
-  if (params.logprobs && *params.logprobs > 0) {
-    const size_t n = std::min(static_cast<size_t>(*params.logprobs), x_.size());
-    idx_.resize(x_.size());
-    std::iota(idx_.begin(), idx_.end(), 0);
-    std::partial_sort(idx_.begin(), idx_.begin() + static_cast<std::ptrdiff_t>(n), idx_.end(),
-                      [this](int32_t a, int32_t b) {
-                        const float xa = x_[static_cast<size_t>(a)];
-                        const float xb = x_[static_cast<size_t>(b)];
-                        return xa > xb || (xa == xb && a < b);
-                      });
-    for (size_t i = 0; i < n; ++i) {
-      out.top_logprobs.push_back(
-          {idx_[i], static_cast<float>(x_[static_cast<size_t>(idx_[i])] - log_z)});
-    }
-  }
-  return out;
+  BATON_CHECK(!logits.empty());
+  one_.clear();
+  prepare(params, context, rng, 0, static_cast<int32_t>(logits.size()), one_);
+  one_.finalize();
+  return result(host_.sample(logits, one_.rows[0]), params);
 }
 
 SampleResult Sampler::sample(std::span<const float> logits, Sequence& seq,
@@ -204,17 +102,12 @@ SampleResult Sampler::sample(std::span<const float> logits, Sequence& seq,
 std::vector<double> Sampler::distribution(std::span<const float> logits,
                                           const SamplingParams& params,
                                           const SampleContext& context) {
-  process(logits, params, context);
-  std::vector<double> p(x_.size(), 0.0);
-  if (params.greedy()) {
-    p[static_cast<size_t>(argmax())] = 1.0;
-    return p;
-  }
-  select_candidates(params);
-  double total = 0.0;
-  for (double w : weight_) total += w;
-  for (size_t i = 0; i < cand_.size(); ++i) p[static_cast<size_t>(cand_[i])] = weight_[i] / total;
-  return p;
+  BATON_CHECK(!logits.empty());
+  one_.clear();
+  SeqRng unused;
+  prepare(params, context, unused, 0, static_cast<int32_t>(logits.size()), one_);
+  one_.finalize();
+  return host_.distribution(logits, one_.rows[0]);
 }
 
 }  // namespace baton::engine

@@ -1,6 +1,9 @@
 #pragma once
 
-// Sampler: picks one token from a row of f32 logits on the CPU.
+// Sampler: the engine's side of sampling. It turns a sequence's params and
+// tokens into the backend's SampleRow (kernels/sampling.h), so that the
+// backend picks the token where the logits are; sample() runs the same
+// pipeline on host logits (kernels::HostSampler).
 //
 // Pipeline, in order (vLLM's order):
 //   1. min_tokens: while fewer than min_tokens are generated, EOS (unless
@@ -30,6 +33,7 @@
 
 #include "engine/sampling_params.h"
 #include "engine/sequence.h"
+#include "kernels/sampling.h"
 
 namespace baton::engine {
 
@@ -56,6 +60,17 @@ struct SampleContext {
   std::span<const int32_t> eos_token_ids;
 };
 
+// The backend's sampling rows for one step: rows[i] with its edits, which
+// live in `edits` (finalize() points each row at its own).
+struct SampleBatch {
+  std::vector<kernels::SampleRow> rows;
+  std::vector<kernels::TokenEdit> edits;
+  std::vector<size_t> edit_begin;  // per row, index into edits
+
+  void clear();
+  void finalize();
+};
+
 class Sampler {
  public:
   // params must be valid (SamplingParams::validate); logits non-empty.
@@ -70,21 +85,21 @@ class Sampler {
   std::vector<double> distribution(std::span<const float> logits, const SamplingParams& params,
                                    const SampleContext& context);
 
- private:
-  // Steps 1-3 into x_; returns log of the softmax normaliser of x_.
-  double process(std::span<const float> logits, const SamplingParams& params,
-                 const SampleContext& context, bool log_z = true);
-  // Step 4: cand_ / weight_ (exp(x - max)) of the tokens left to draw from.
-  void select_candidates(const SamplingParams& params);
-  int32_t argmax() const;
+  // Appends the backend row that samples for these params and tokens from
+  // logit row `logits_row` of a `vocab`-wide tensor, drawing its uniform
+  // number from rng (non-greedy only, as sample() does). Cost O(prompt +
+  // output) when penalties apply, else O(stop tokens).
+  void prepare(const SamplingParams& params, const SampleContext& context, SeqRng& rng,
+               int32_t logits_row, int32_t vocab, SampleBatch& batch);
+  // What the engine reports for a backend result.
+  static SampleResult result(const kernels::SampleOutput& out, const SamplingParams& params);
 
-  std::vector<float> x_;
-  float max_ = 0.0f;
-  std::vector<int32_t> idx_;
-  std::vector<int32_t> cand_;
-  std::vector<double> weight_;
-  std::vector<int32_t> counts_;
-  std::vector<int32_t> touched_;
+ private:
+  kernels::HostSampler host_;
+  SampleBatch one_;
+  // Token -> index in the edits being built, -1 between calls; only the
+  // entries touched are reset, so a long vocabulary costs nothing here.
+  std::vector<int32_t> slot_;
 };
 
 }  // namespace baton::engine

@@ -19,12 +19,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "common/dtype.h"
 #include "common/status.h"
+#include "kernels/sampling.h"
 
 namespace baton::kernels {
 
@@ -169,6 +171,27 @@ class Backend {
                          int32_t num_tokens, Tensor& k_out, Tensor& v_out) = 0;
   virtual void kv_scatter(KvCacheView& cache, const int32_t* block_table, int32_t first_token,
                           int32_t num_tokens, const Tensor& k_in, const Tensor& v_in) = 0;
+  // rope(q, k, ...) then kv_append(k, v, slots, cache), in one pass where the
+  // backend has one (a decode step's small kernels are launch-bound).
+  virtual void rope_kv_append(Tensor& q, Tensor& k, const Tensor& v, const Tensor& positions,
+                              const Tensor& slots, int32_t head_dim, const RopeTable& table,
+                              KvCacheView& cache) {
+    rope(q, k, positions, head_dim, table);
+    kv_append(k, v, slots, cache);
+  }
+  // out = silu_mul(linear(x, w, bias)) with gate_up as the product's scratch
+  // [n, w rows], which a fused implementation may leave unwritten.
+  virtual void linear_silu_mul(const Tensor& x, const Tensor& w, const Tensor* bias,
+                               Tensor& gate_up, Tensor& out) {
+    linear(x, w, bias, gate_up);
+    silu_mul(gate_up, out);
+  }
+  // One token per row of `rows` from f32 logits [r, vocab] in backend memory
+  // (kernels/sampling.h gives the pipeline); out[i] answers rows[i]. Waits for
+  // the stream: the results are on the host when it returns. The logits are
+  // left as they were.
+  virtual Status sample(const Tensor& logits, std::span<const SampleRow> rows,
+                        std::span<SampleOutput> out) = 0;
 };
 
 // The CPU backend with `threads` workers (0: all hardware threads).

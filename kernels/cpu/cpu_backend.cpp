@@ -97,6 +97,19 @@ void CpuBackend::attention(const Tensor& q, const KvCacheView& cache,
   paged_attention(pool_, ops_, q, cache, seqs, num_q_heads, scale, out);
 }
 
+Status CpuBackend::sample(const Tensor& logits, std::span<const SampleRow> rows,
+                          std::span<SampleOutput> out) {
+  BATON_CHECK(logits.dtype == DType::kF32 && logits.ndim == 2);
+  BATON_CHECK(out.size() == rows.size());
+  const auto vocab = static_cast<size_t>(logits.cols());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    BATON_CHECK(rows[i].logits_row >= 0 && rows[i].logits_row < logits.rows());
+    const float* row = logits.as<float>() + static_cast<size_t>(rows[i].logits_row) * vocab;
+    out[i] = sampler_.sample(std::span<const float>(row, vocab), rows[i]);
+  }
+  return Status::ok();
+}
+
 const float* CpuBackend::as_f32(const Tensor& t, std::vector<float>& tmp) const {
   if (t.dtype == DType::kF32) return t.as<float>();
   tmp.resize(static_cast<size_t>(t.numel()));

@@ -56,6 +56,9 @@ class CpuBackend final : public Backend {
                  int32_t num_tokens, Tensor& k_out, Tensor& v_out) override;
   void kv_scatter(KvCacheView& cache, const int32_t* block_table, int32_t first_token,
                   int32_t num_tokens, const Tensor& k_in, const Tensor& v_in) override;
+  // The host pipeline (HostSampler), row after row on the calling thread.
+  Status sample(const Tensor& logits, std::span<const SampleRow> rows,
+                std::span<SampleOutput> out) override;
 
  private:
   // Weights as f32: the tensor itself when it is f32, else widened into tmp.
@@ -72,6 +75,7 @@ class CpuBackend final : public Backend {
   Isa isa_;
   const VecOps& ops_;
   ForkJoinPool pool_;
+  HostSampler sampler_;
 };
 
 }  // namespace baton::kernels

@@ -214,6 +214,41 @@ class CudaBackend final : public Backend, public StepGraphs {
     launch_rope(q, k, positions, head_dim, table, stream_);
   }
 
+  void rope_kv_append(Tensor& q, Tensor& k, const Tensor& v, const Tensor& positions,
+                      const Tensor& slots, int32_t head_dim, const RopeTable& table,
+                      KvCacheView& cache) override {
+    bind();
+    const bool fused =
+        table.rotary_dim == head_dim && k.data != nullptr && k.dtype == act() && v.dtype == act();
+    if (!fused) {
+      Backend::rope_kv_append(q, k, v, positions, slots, head_dim, table, cache);
+      return;
+    }
+    // rope()'s and kv_append()'s checks.
+    BATON_CHECK(q.dtype == act() && positions.dtype == DType::kI32);
+    BATON_CHECK(table.rotary_dim % 2 == 0 && table.rotary_dim > 0);
+    BATON_CHECK(table.cos.dtype == DType::kF32 && table.sin.dtype == DType::kF32);
+    BATON_CHECK(q.rows() == positions.numel() && q.cols() % head_dim == 0);
+    BATON_CHECK(k.rows() == q.rows() && k.cols() % head_dim == 0);
+    check_cache(cache);
+    const int64_t row = static_cast<int64_t>(cache.num_kv_heads) * cache.head_dim;
+    BATON_CHECK(slots.dtype == DType::kI32 && k.rows() == slots.numel() && v.rows() == k.rows());
+    BATON_CHECK(k.cols() == row && v.cols() == row && cache.head_dim == head_dim);
+    launch_rope_kv_append(q, k, v, positions, slots, head_dim, table, cache, stream_);
+  }
+
+  void linear_silu_mul(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& gate_up,
+                       Tensor& out) override {
+    bind();
+    if (bias != nullptr || out.dtype != DType::kBF16 || !gemv_supported(x, w, gate_up) ||
+        w.rows() != 2 * out.cols() || w.cols() != x.cols() || out.rows() != x.rows()) {
+      Backend::linear_silu_mul(x, w, bias, gate_up, out);
+      return;
+    }
+    BATON_CHECK(gate_up.rows() == x.rows() && gate_up.cols() == w.rows());
+    launch_gemv_silu_mul(x, w, out, stream_);
+  }
+
   void silu_mul(const Tensor& gate_up, Tensor& out) override {
     bind();
     BATON_CHECK(gate_up.dtype == act() && out.dtype == act());
@@ -314,6 +349,84 @@ class CudaBackend final : public Backend, public StepGraphs {
       if (pf > 0) plan.partials = static_cast<float*>(partials_.get(pf * 4, stream_));
     }
     launch_attention(q, cache, plan, hq, scale, out, stream_);
+  }
+
+  Status sample(const Tensor& logits, std::span<const SampleRow> rows,
+                std::span<SampleOutput> out) override {
+    bind();
+    BATON_CHECK(logits.dtype == DType::kF32 && logits.ndim == 2);
+    BATON_CHECK(out.size() == rows.size());
+    if (rows.empty()) return Status::ok();
+    const auto vocab = static_cast<int32_t>(logits.cols());
+    // Rows then edits, one upload.
+    sample_rows_.clear();
+    sample_edits_.clear();
+    int32_t scratch_rows = 0;
+    for (const SampleRow& r : rows) {
+      BATON_CHECK(r.logits_row >= 0 && r.logits_row < logits.rows());
+      SampleRowDev d;
+      d.logits_row = r.logits_row;
+      d.top_k = r.top_k;
+      d.logprobs = std::min(r.logprobs, kMaxTopLogprobs);
+      d.edit_begin = static_cast<int32_t>(sample_edits_.size());
+      d.num_edits = r.num_edits;
+      d.scratch_row = r.num_edits > 0 ? scratch_rows++ : -1;
+      d.temperature = r.temperature;
+      d.top_p = r.top_p;
+      d.min_p = r.min_p;
+      d.repetition_penalty = r.repetition_penalty;
+      d.presence_penalty = r.presence_penalty;
+      d.frequency_penalty = r.frequency_penalty;
+      d.uniform = r.uniform;
+      sample_rows_.push_back(d);
+      for (int32_t i = 0; i < r.num_edits; ++i) {
+        const TokenEdit& e = r.edits[i];
+        sample_edits_.push_back(
+            {e.token, e.output_count, (e.seen ? kEditSeen : 0) | (e.masked ? kEditMasked : 0)});
+      }
+    }
+    const size_t rows_bytes = sample_rows_.size() * sizeof(SampleRowDev);
+    const size_t edits_bytes = sample_edits_.size() * sizeof(SampleEditDev);
+    sample_host_.resize(rows_bytes + edits_bytes);
+    std::memcpy(sample_host_.data(), sample_rows_.data(), rows_bytes);
+    if (edits_bytes > 0) {
+      std::memcpy(sample_host_.data() + rows_bytes, sample_edits_.data(), edits_bytes);
+    }
+    char* in = static_cast<char*>(sample_in_.get(sample_host_.size(), stream_));
+    BATON_RETURN_IF_ERROR(
+        cuda_error(cudaMemcpyAsync(in, stage(sample_host_.data(), sample_host_.size()),
+                                   sample_host_.size(), cudaMemcpyHostToDevice, stream_),
+                   "sample: upload"));
+    float* scratch = nullptr;
+    if (scratch_rows > 0) {
+      scratch = static_cast<float*>(
+          sample_scratch_.get(static_cast<size_t>(scratch_rows) * vocab * 4, stream_));
+    }
+    auto* dev_out =
+        static_cast<SampleOutDev*>(sample_out_.get(rows.size() * sizeof(SampleOutDev), stream_));
+    launch_sample(logits.as<float>(), vocab, reinterpret_cast<const SampleRowDev*>(in),
+                  static_cast<int32_t>(rows.size()),
+                  reinterpret_cast<const SampleEditDev*>(in + rows_bytes), scratch, dev_out,
+                  stream_);
+    sample_results_.resize(rows.size());
+    BATON_RETURN_IF_ERROR(cuda_error(
+        cudaMemcpyAsync(sample_results_.data(), dev_out, rows.size() * sizeof(SampleOutDev),
+                        cudaMemcpyDeviceToHost, stream_),
+        "sample: download"));
+    BATON_RETURN_IF_ERROR(cuda_error(cudaStreamSynchronize(stream_), "sample"));
+    BATON_RETURN_IF_ERROR(cuda_error(cudaGetLastError(), "sample kernel"));
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const SampleOutDev& d = sample_results_[i];
+      SampleOutput& o = out[i];
+      o.token = d.token;
+      o.logprob = d.logprob;
+      o.num_top = d.num_top;
+      for (int32_t j = 0; j < d.num_top; ++j) {
+        o.top_tokens[static_cast<size_t>(j)] = d.top_tokens[j];
+        o.top_logprobs[static_cast<size_t>(j)] = d.top_logprobs[j];
+      }
+    }
+    return Status::ok();
   }
 
   // ---- StepGraphs ------------------------------------------------------------
@@ -530,6 +643,11 @@ class CudaBackend final : public Backend, public StepGraphs {
   size_t staging_pos_ = 0;
   std::vector<char> oversized_;
   GrowBuffer plan_dev_, partials_, copy_table_;
+  GrowBuffer sample_in_, sample_scratch_, sample_out_;
+  std::vector<SampleRowDev> sample_rows_;
+  std::vector<SampleEditDev> sample_edits_;
+  std::vector<char> sample_host_;
+  std::vector<SampleOutDev> sample_results_;
   std::vector<int32_t> plan_host_, plan_last_;
   const int32_t* plan_dev_last_ = nullptr;
   std::vector<int4> items_, tiled_;

@@ -272,6 +272,20 @@ TEST_P(CudaParity, SiluMulAndGatherRows) {
   EXPECT_LT(rel_err(g), tol());
 }
 
+// The fused SwiGLU product (decode sizes take the fused GEMV, larger ones
+// the two ops) against the CPU's linear + silu_mul.
+TEST_P(CudaParity, LinearSiluMulMatchesTheTwoOps) {
+  std::mt19937 rng(7);
+  for (auto [n, k, inter] : {std::array<int64_t, 3>{1, 4096, 1024}, {3, 512, 200}, {20, 256, 96}}) {
+    Both x = make(random_floats(rng, n * k, act()), {n, k}, act());
+    Both w = make(random_floats(rng, 2 * inter * k, act(), -0.1f, 0.1f), {2 * inter, k}, act());
+    Both gu = output({n, 2 * inter}, act()), out = output({n, inter}, act());
+    cpu_->linear_silu_mul(x.cpu, w.cpu, nullptr, gu.cpu, out.cpu);
+    gpu_->linear_silu_mul(x.gpu, w.gpu, nullptr, gu.gpu, out.gpu);
+    EXPECT_LT(rel_err(out), tol(1e-4)) << n << "x" << k << "x" << inter;
+  }
+}
+
 // A paged cache on both backends, same values, in `cdt` on both sides.
 struct Cache {
   Both k, v;
@@ -322,6 +336,34 @@ TEST_P(CudaKv, AppendGatherScatter) {
     gpu_->kv_scatter(c.gpu, other.data(), first, count, kd.gpu, vd.gpu);
     EXPECT_LE(rel_err(c.k), t);
     EXPECT_LE(rel_err(c.v), t);
+  }
+}
+
+// RoPE with the KV append fused (full rotary) or not (partial): q, k and
+// the cache as rope then kv_append leave them.
+TEST_P(CudaKv, RopeKvAppendMatchesTheTwoOps) {
+  std::mt19937 rng(9);
+  for (auto [head_dim, rotary_dim] : {std::pair<int32_t, int32_t>{128, 128}, {64, 32}}) {
+    const int32_t blocks = 4, bs = 16, hq = 4, hk = 2, max_pos = 512;
+    const int64_t n = 6, row = static_cast<int64_t>(hk) * head_dim;
+    Cache c = cache(rng, act(), blocks, bs, hk, head_dim);
+    RopeParams p{.theta = 10000.0f, .rotary_dim = rotary_dim};
+    std::vector<float> cos(static_cast<size_t>(max_pos) * rotary_dim / 2), sin(cos.size());
+    rope_fill_table(p, max_pos, cos.data(), sin.data());
+    Both ct = make(cos, {max_pos, rotary_dim / 2}, DType::kF32);
+    Both st = make(sin, {max_pos, rotary_dim / 2}, DType::kF32);
+    RopeTable tc{ct.cpu, st.cpu, rotary_dim, max_pos}, tg{ct.gpu, st.gpu, rotary_dim, max_pos};
+    Both pos = ints({0, 5, 17, 300, 511, 2});
+    Both slots = ints({3, -1, 20, 63, 40, 7});
+    Both q = make(random_floats(rng, n * hq * head_dim, act()), {n, hq * head_dim}, act());
+    Both k = make(random_floats(rng, n * row, act()), {n, row}, act());
+    Both v = make(random_floats(rng, n * row, act()), {n, row}, act());
+    cpu_->rope_kv_append(q.cpu, k.cpu, v.cpu, pos.cpu, slots.cpu, head_dim, tc, c.cpu);
+    gpu_->rope_kv_append(q.gpu, k.gpu, v.gpu, pos.gpu, slots.gpu, head_dim, tg, c.gpu);
+    EXPECT_LT(rel_err(q), tol()) << head_dim << "/" << rotary_dim;
+    EXPECT_LT(rel_err(k), tol()) << head_dim << "/" << rotary_dim;
+    EXPECT_LT(rel_err(c.k), tol()) << head_dim << "/" << rotary_dim;
+    EXPECT_EQ(rel_err(c.v), 0.0) << head_dim << "/" << rotary_dim;
   }
 }
 

@@ -73,6 +73,59 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
+// gemv_kernel for the rows `row` (gate) and `row + inter` (up) of w in one
+// warp, and silu(gate) * up written instead of the two products.
+template <int N>
+__global__ void __launch_bounds__(kWarps * 32)
+    gemv_silu_mul_kernel(const __nv_bfloat16* __restrict__ x, const __nv_bfloat16* __restrict__ w,
+                         __nv_bfloat16* __restrict__ out, int k, int inter) {
+  const int row = blockIdx.x * kWarps + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  if (row >= inter) return;
+  const uint4* wg = reinterpret_cast<const uint4*>(w + static_cast<int64_t>(row) * k);
+  const uint4* wu = reinterpret_cast<const uint4*>(w + static_cast<int64_t>(row + inter) * k);
+  const auto* xr = reinterpret_cast<const uint4*>(x);
+  const int chunks = k / 8, xstride = k / 8;
+  constexpr int kHalf = kUnroll / 2;  // loads in flight per row: as many as gemv_kernel's in all
+  float ag[N], au[N];
+#pragma unroll
+  for (int i = 0; i < N; ++i) ag[i] = au[i] = 0.0f;
+  for (int c0 = lane; c0 < chunks; c0 += 32 * kHalf) {
+    uint4 gv[kHalf], uv[kHalf];
+#pragma unroll
+    for (int u = 0; u < kHalf; ++u) {
+      const int c = c0 + 32 * u;
+      gv[u] = c < chunks ? load_stream(wg + c) : make_uint4(0, 0, 0, 0);
+      uv[u] = c < chunks ? load_stream(wu + c) : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int u = 0; u < kHalf; ++u) {
+      const int c = c0 + 32 * u;
+      if (c < chunks) {
+#pragma unroll
+        for (int i = 0; i < N; ++i) {
+          const uint4 xv = __ldg(xr + i * xstride + c);
+          ag[i] += dot8(gv[u], xv);
+          au[i] += dot8(uv[u], xv);
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < N; ++i) {
+    ag[i] = warp_sum(ag[i]);
+    au[i] = warp_sum(au[i]);
+  }
+  if (lane == 0) {
+#pragma unroll
+    for (int i = 0; i < N; ++i) {
+      const float g = __bfloat162float(__float2bfloat16_rn(ag[i]));
+      const float u = __bfloat162float(__float2bfloat16_rn(au[i]));
+      out[static_cast<int64_t>(i) * inter + row] = __float2bfloat16_rn(g / (1.0f + __expf(-g)) * u);
+    }
+  }
+}
+
 template <typename O, typename B>
 void launch_n(int n, const Tensor& x, const Tensor& w, const B* bias, Tensor& out, cudaStream_t s) {
   const int k = static_cast<int>(x.cols()), m = static_cast<int>(w.rows());
@@ -103,6 +156,34 @@ void launch_n(int n, const Tensor& x, const Tensor& w, const B* bias, Tensor& ou
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 }  // namespace
+
+void launch_gemv_silu_mul(const Tensor& x, const Tensor& w, Tensor& out, cudaStream_t s) {
+  const int n = static_cast<int>(x.rows());
+  const int k = static_cast<int>(x.cols()), inter = static_cast<int>(out.cols());
+  BATON_CHECK(w.rows() == 2 * static_cast<int64_t>(inter) && out.dtype == DType::kBF16);
+  const unsigned grid = static_cast<unsigned>((inter + kWarps - 1) / kWarps);
+  const auto* xp = x.as<__nv_bfloat16>();
+  const auto* wp = w.as<__nv_bfloat16>();
+  auto* op = out.as<__nv_bfloat16>();
+  switch (n) {
+#define BATON_GEMV_CASE(N)                                                      \
+  case N:                                                                       \
+    gemv_silu_mul_kernel<N><<<grid, kWarps * 32, 0, s>>>(xp, wp, op, k, inter); \
+    break;
+    BATON_GEMV_CASE(1)
+    BATON_GEMV_CASE(2)
+    BATON_GEMV_CASE(3)
+    BATON_GEMV_CASE(4)
+    BATON_GEMV_CASE(5)
+    BATON_GEMV_CASE(6)
+    BATON_GEMV_CASE(7)
+    BATON_GEMV_CASE(8)
+#undef BATON_GEMV_CASE
+    default:
+      BATON_CHECK_MSG(false, "gemv: too many rows");
+  }
+  BATON_CUDA_LAUNCH_CHECK();
+}
 
 bool gemv_supported(const Tensor& x, const Tensor& w, const Tensor& out) {
   return x.dtype == DType::kBF16 && w.dtype == DType::kBF16 &&

@@ -81,6 +81,50 @@ __global__ void rope_kernel(T* __restrict__ q, T* __restrict__ k, const int32_t*
   }
 }
 
+// rope_kernel's rotation, plus the rotated K and the V of each token written
+// to its slot as kv_append_kernel would: indices [0, n (hq + hk) half) rotate,
+// the next n * row copy V.
+template <typename T, typename C>
+__global__ void rope_kv_append_kernel(T* __restrict__ q, T* __restrict__ k, const T* __restrict__ v,
+                                      const int32_t* __restrict__ pos,
+                                      const int32_t* __restrict__ slots,
+                                      const float* __restrict__ cos_t,
+                                      const float* __restrict__ sin_t, C* __restrict__ kc,
+                                      C* __restrict__ vc, int64_t n, int32_t hq, int32_t hk,
+                                      int32_t head_dim, int32_t half) {
+  const int64_t per_token = static_cast<int64_t>(hq + hk) * half;
+  const int64_t rot = n * per_token;
+  const int64_t row = static_cast<int64_t>(hk) * head_dim;
+  const int64_t total = rot + n * row;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    if (i >= rot) {
+      const int64_t r = i - rot, t = r / row, e = r - t * row;
+      const int32_t slot = slots[t];
+      if (slot >= 0) vc[static_cast<int64_t>(slot) * row + e] = from_f<C>(to_f(v[r]));
+      continue;
+    }
+    const int64_t t = i / per_token;
+    const int32_t rem = static_cast<int32_t>(i - t * per_token);
+    const int32_t h = rem / half, j = rem - h * half;
+    T* x = h < hq ? q + (t * hq + h) * head_dim : k + (t * hk + (h - hq)) * head_dim;
+    const float c = cos_t[static_cast<int64_t>(pos[t]) * half + j];
+    const float s = sin_t[static_cast<int64_t>(pos[t]) * half + j];
+    const float x1 = to_f(x[j]), x2 = to_f(x[j + half]);
+    const T y1 = from_f<T>(x1 * c - x2 * s), y2 = from_f<T>(x2 * c + x1 * s);
+    x[j] = y1;
+    x[j + half] = y2;
+    if (h >= hq) {
+      const int32_t slot = slots[t];
+      if (slot >= 0) {
+        C* dst = kc + static_cast<int64_t>(slot) * row + static_cast<int64_t>(h - hq) * head_dim;
+        dst[j] = from_f<C>(to_f(y1));
+        dst[j + half] = from_f<C>(to_f(y2));
+      }
+    }
+  }
+}
+
 template <typename T>
 __global__ void silu_mul_kernel(const T* __restrict__ gu, T* __restrict__ out, int64_t rows,
                                 int64_t inter) {
@@ -206,6 +250,28 @@ void launch_rope(Tensor& q, Tensor& k, const Tensor& positions, int32_t head_dim
     rope_kernel<T><<<grid_for(n * (hq + hk) * half, kThreads), kThreads, 0, s>>>(
         q.as<T>(), has_k ? k.as<T>() : nullptr, positions.as<int32_t>(), table.cos.as<float>(),
         table.sin.as<float>(), n, hq, hk, head_dim, half);
+  });
+  BATON_CUDA_LAUNCH_CHECK();
+}
+
+void launch_rope_kv_append(Tensor& q, Tensor& k, const Tensor& v, const Tensor& positions,
+                           const Tensor& slots, int32_t head_dim, const RopeTable& table,
+                           KvCacheView& cache, cudaStream_t s) {
+  const int64_t n = q.rows();
+  if (n == 0) return;
+  const auto hq = static_cast<int32_t>(q.cols() / head_dim);
+  const auto hk = static_cast<int32_t>(k.cols() / head_dim);
+  const int32_t half = table.rotary_dim / 2;
+  dispatch_act(q.dtype, [&](auto qt) {
+    using T = typename decltype(qt)::type;
+    dispatch_float(cache.k.dtype, [&](auto ct) {
+      using C = typename decltype(ct)::type;
+      const int64_t total = n * ((hq + hk) * half + static_cast<int64_t>(hk) * head_dim);
+      rope_kv_append_kernel<T, C><<<grid_for(total, kThreads), kThreads, 0, s>>>(
+          q.as<T>(), k.as<T>(), v.as<T>(), positions.as<int32_t>(), slots.as<int32_t>(),
+          table.cos.as<float>(), table.sin.as<float>(), cache.k.as<C>(), cache.v.as<C>(), n, hq, hk,
+          head_dim, half);
+    });
   });
   BATON_CUDA_LAUNCH_CHECK();
 }
