@@ -15,6 +15,7 @@ Run register_version(CLI::App& app);
 Run register_serve(CLI::App& app);
 Run register_gateway(CLI::App& app);
 Run register_up(CLI::App& app);
+Run register_controller(CLI::App& app);
 Run register_bench(CLI::App& app);
 Run register_sim(CLI::App& app);
 

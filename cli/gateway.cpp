@@ -52,7 +52,7 @@ Result<gateway::GatewayConfig> build_config(const GatewayFlags& f) {
   BATON_RETURN_IF_ERROR(add(f.upstreams, gateway::Role::kMixed));
   BATON_RETURN_IF_ERROR(add(f.prefills, gateway::Role::kPrefill));
   BATON_RETURN_IF_ERROR(add(f.decodes, gateway::Role::kDecode));
-  for (const auto& k : f.api_keys) c.api_keys.push_back({k, k.substr(0, 6), 0, 0});
+  for (const auto& k : f.api_keys) c.api_keys.push_back({k, "", 0, 0});  // name: a fingerprint
   if (!f.host.empty()) c.host = f.host;
   if (f.port >= 0) c.port = static_cast<uint16_t>(f.port);
   if (!f.cluster_token.empty()) c.cluster_token = f.cluster_token;

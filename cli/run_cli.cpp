@@ -20,6 +20,7 @@ int run_cli(int argc, char** argv) {
   add(register_serve);
   add(register_gateway);
   add(register_up);
+  add(register_controller);
   add(register_bench);
   add(register_sim);
   add(register_version);

@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "common/logging.h"
 #include "engine/engine.h"
+#include "model/model_path.h"
 #include "server/instance_server.h"
 
 #ifndef BATON_DEFAULT_MODEL
@@ -45,6 +46,12 @@ struct ServeFlags {
   int max_in_flight = 1024;
   int max_tokens_limit = 0;
   int64_t max_body_kb = 8192;
+  std::string model_root;
+  int max_connections = 1024;
+  int max_connections_per_client = 0;
+  int64_t header_timeout_ms = 10000;
+  int64_t max_header_kb = 16;
+  int max_headers = 100;
   std::string log_level = "info";
   bool log_json = false;
 };
@@ -75,6 +82,11 @@ int run_serve(const ServeFlags& f) {
   so.http.port = static_cast<uint16_t>(f.port);
   so.http.io_threads = f.io_threads;
   so.http.max_body_bytes = static_cast<size_t>(f.max_body_kb) * 1024;
+  so.http.max_connections = f.max_connections;
+  so.http.max_connections_per_client = f.max_connections_per_client;
+  so.http.header_timeout = std::chrono::milliseconds(f.header_timeout_ms);
+  so.http.max_header_bytes = static_cast<size_t>(f.max_header_kb) * 1024;
+  so.http.max_header_count = static_cast<size_t>(f.max_headers);
   so.served_model_name = f.served_model_name;
   so.admission.max_waiting = f.max_waiting;
   so.admission.max_in_flight = f.max_in_flight;
@@ -98,8 +110,13 @@ int run_serve(const ServeFlags& f) {
     BATON_LOG_INFO("KV transport on {}", (*server)->kv_endpoint());
   }
 
+  auto model_dir = model::resolve_model_path(f.model_root, f.model);
+  if (!model_dir.is_ok()) {
+    std::cerr << "baton serve: " << model_dir.status().message() << "\n";
+    return kExitFailure;
+  }
   engine::EngineConfig ec;
-  ec.model = f.model;
+  ec.model = model_dir->string();
   ec.threads = f.threads;
   ec.device = f.device;
   ec.gpu_memory_utilization = f.gpu_memory_utilization;
@@ -190,6 +207,27 @@ Run register_serve(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--max-body-kb", f->max_body_kb, "Largest request body in KiB")
       ->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--model-root", f->model_root,
+                  "Load --model only from under this directory (\"..\" and links out of it are "
+                  "refused; default: no root)");
+  cmd->add_option("--max-connections", f->max_connections, "Open HTTP connections; more get 503")
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  cmd->add_option("--max-connections-per-client", f->max_connections_per_client,
+                  "Open HTTP connections from one address; more get 429 (0: no limit)")
+      ->check(CLI::Range(0, 1 << 20))
+      ->capture_default_str();
+  cmd->add_option("--header-timeout-ms", f->header_timeout_ms,
+                  "Time a client has to send its request headers; slower ones get 408")
+      ->check(CLI::Range(1, 3600000))
+      ->capture_default_str();
+  cmd->add_option("--max-header-kb", f->max_header_kb,
+                  "Largest request line plus headers in KiB; more get 431")
+      ->check(CLI::Range(1, 1 << 16))
+      ->capture_default_str();
+  cmd->add_option("--max-headers", f->max_headers, "Most header fields per request; more get 431")
+      ->check(CLI::Range(1, 1 << 16))
+      ->capture_default_str();
   cmd->add_option("--log-level", f->log_level, "trace, debug, info, warn, error or off");
   cmd->add_flag("--log-json", f->log_json, "Log JSON lines");
   return [f] { return run_serve(*f); };

@@ -23,6 +23,7 @@
 
 #include "cli/commands.h"
 #include "common/config.h"
+#include "cli/controller_settings.h"
 #include "common/logging.h"
 #include "controller/controller.h"
 #include "controller/membership.h"
@@ -48,14 +49,11 @@ struct UpFlags {
   int mixed = -1;
   std::string model = BATON_DEFAULT_MODEL;
   int port = 8080;
-  int controller_port = 0;
   std::string log_dir;
   std::vector<std::string> serve_args;
   std::string cluster_token;
   bool no_controller = false;
-  bool no_ratio = false;
-  double ttft_slo_ms = 2000;
-  double tpot_slo_ms = 100;
+  ControllerSettings controller;  // its port, SLOs and whether it adjusts the ratio
   int ready_timeout_s = 600;
   int restart_unhealthy_after_s = 20;
 };
@@ -145,14 +143,14 @@ std::string random_token() {
 //   mixed: 0
 //   port: 8080
 //   serve_args: [--kv-cache-mb, "256"]
-//   controller: {port: 0, ttft_slo_ms: 2000, tpot_slo_ms: 100, adjust_ratio: true}
+//   controller: {port: 0, ttft_slo_ms: 2000, tpot_slo_ms: 100, adjust_ratio: true,
+//                interval_ms: 1000}
 Status apply_config(UpFlags& f, const CLI::App& cmd) {
   if (f.config.empty()) return Status::ok();
   BATON_ASSIGN_OR_RETURN(Config c, Config::load_file(f.config));
   BATON_RETURN_IF_ERROR(c.check_known_keys(
       "", {"model", "prefill", "decode", "mixed", "port", "serve_args", "controller"}));
-  BATON_RETURN_IF_ERROR(
-      c.check_known_keys("controller", {"port", "ttft_slo_ms", "tpot_slo_ms", "adjust_ratio"}));
+  BATON_RETURN_IF_ERROR(c.check_known_keys("controller", kControllerYamlKeys));
   auto set_int = [&](const char* key, const char* flag, int& out) -> Status {
     if (cmd.count(flag) > 0 || !c.has(key)) return Status::ok();
     BATON_ASSIGN_OR_RETURN(int64_t v, c.get<int64_t>(key));
@@ -163,26 +161,16 @@ Status apply_config(UpFlags& f, const CLI::App& cmd) {
   BATON_RETURN_IF_ERROR(set_int("decode", "--decode", f.decode));
   BATON_RETURN_IF_ERROR(set_int("mixed", "--mixed", f.mixed));
   BATON_RETURN_IF_ERROR(set_int("port", "--port", f.port));
-  BATON_RETURN_IF_ERROR(set_int("controller.port", "--controller-port", f.controller_port));
   if (cmd.count("--model") == 0 && c.has("model")) {
     BATON_ASSIGN_OR_RETURN(f.model, c.get<std::string>("model"));
   }
   if (cmd.count("--serve-arg") == 0 && c.has("serve_args")) {
     BATON_ASSIGN_OR_RETURN(f.serve_args, c.get<std::vector<std::string>>("serve_args"));
   }
-  if (cmd.count("--ttft-slo-ms") == 0) {
-    BATON_ASSIGN_OR_RETURN(f.ttft_slo_ms,
-                           c.get_or<double>("controller.ttft_slo_ms", f.ttft_slo_ms));
-  }
-  if (cmd.count("--tpot-slo-ms") == 0) {
-    BATON_ASSIGN_OR_RETURN(f.tpot_slo_ms,
-                           c.get_or<double>("controller.tpot_slo_ms", f.tpot_slo_ms));
-  }
-  if (cmd.count("--no-ratio") == 0) {
-    BATON_ASSIGN_OR_RETURN(bool adjust, c.get_or<bool>("controller.adjust_ratio", true));
-    f.no_ratio = !adjust;
-  }
-  return Status::ok();
+  ControllerFlagNames names;
+  names.port = "--controller-port";
+  names.no_adjust_ratio = "--no-ratio";
+  return read_controller_settings(c, "controller", cmd, names, f.controller);
 }
 
 // The model name clients send: what the endpoint lists first.
@@ -425,12 +413,9 @@ int run_up(UpFlags f, const CLI::App& cmd) {
   bool print_events = false;
   bool roles_changed = false;  // guarded by out_mu
   if (!f.no_controller) {
-    ctl::ControllerOptions o;
-    o.cluster_token = f.cluster_token;
-    o.adjust_ratio = pd && !f.no_ratio;
-    o.ratio.slo.ttft_s = f.ttft_slo_ms / 1000.0;
-    o.ratio.slo.tpot_s = f.tpot_slo_ms / 1000.0;
-    o.http->port = static_cast<uint16_t>(f.controller_port);
+    f.controller.cluster_token = f.cluster_token;
+    ctl::ControllerOptions o = controller_options(f.controller);
+    o.adjust_ratio = o.adjust_ratio && pd;
     auto c = ctl::Controller::start(o, membership);
     if (!c.is_ok()) {
       std::cerr << "baton up: controller: " << c.status().message() << "\n";
@@ -640,7 +625,7 @@ Run register_up(CLI::App& app) {
   cmd->add_option("--port", f->port, "The endpoint's port (the gateway's)")
       ->check(CLI::Range(1, 65535))
       ->capture_default_str();
-  cmd->add_option("--controller-port", f->controller_port,
+  cmd->add_option("--controller-port", f->controller.port,
                   "The controller's /metrics and /cluster port (0: any free port)")
       ->check(CLI::Range(0, 65535));
   cmd->add_option("--log-dir", f->log_dir, "Where children's logs go (default: a temp folder)");
@@ -651,11 +636,9 @@ Run register_up(CLI::App& app) {
   cmd->add_option("--cluster-token", f->cluster_token,
                   "Secret for the internal routes (default: a random one)");
   cmd->add_flag("--no-controller", f->no_controller, "Run without the controller");
-  cmd->add_flag("--no-ratio", f->no_ratio, "The controller only advises on the P/D ratio");
-  cmd->add_option("--ttft-slo-ms", f->ttft_slo_ms, "TTFT target the controller keeps")
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--tpot-slo-ms", f->tpot_slo_ms, "TPOT target the controller keeps")
-      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--no-ratio", f->controller.no_adjust_ratio,
+                "The controller only advises on the P/D ratio");
+  add_slo_flags(*cmd, f->controller);
   cmd->add_option("--ready-timeout", f->ready_timeout_s, "Seconds to wait for health")
       ->check(CLI::Range(1, 86400));
   cmd->add_option("--restart-unhealthy-after", f->restart_unhealthy_after_s,

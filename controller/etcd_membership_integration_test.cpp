@@ -2,104 +2,44 @@
 // started by the test on free loopback ports in a temporary directory.
 
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <filesystem>
-#include <fstream>
 #include <optional>
-#include <sstream>
 
-#include "controller/child_process.h"
+#include "controller/etcd_test_server.h"
 #include "controller/membership.h"
-#include "protocol/http_client.h"
 
 namespace baton::controller {
 namespace {
 
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
-
-uint16_t free_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
-std::optional<std::string> find_etcd() {
-  for (const char* p : {"/usr/bin/etcd", "/usr/local/bin/etcd"}) {
-    if (access(p, X_OK) == 0) return std::string(p);
-  }
-  return std::nullopt;
-}
-
-std::string read_file(const fs::path& p) {
-  std::ifstream f(p);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
+using testing::EtcdTestServer;
 
 class Etcd : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto bin = find_etcd();
+    auto bin = testing::find_etcd_binary();
     if (!bin) {
       GTEST_SKIP() << "etcd is not installed (Debian package etcd-server, see "
                       "scripts/install-deps.sh): skipping the etcd membership tests";
     }
-    dir_ = fs::temp_directory_path() /
-           ("baton-etcd-" + std::to_string(getpid()) + "-" + std::to_string(free_port()));
-    fs::create_directories(dir_);
-    endpoint_.port = free_port();
-    peer_port_ = free_port();
-    bin_ = *bin;
+    dir_ = fs::temp_directory_path() / ("baton-etcd-" + std::to_string(getpid()) + "-" +
+                                        std::to_string(testing::free_loopback_port()));
+    etcd_.emplace(*bin, dir_);
+    endpoint_ = etcd_->endpoint();
     start_etcd();
   }
 
-  // Starts etcd on the fixture's ports and data directory (again, after a
-  // stop) and waits until it is healthy.
+  // Starts etcd (again, after a stop) and waits until it is healthy.
   void start_etcd() {
-    uint16_t peer = peer_port_;
-    std::string client_url = "http://127.0.0.1:" + std::to_string(endpoint_.port);
-    std::string peer_url = "http://127.0.0.1:" + std::to_string(peer);
-    ChildSpec spec;
-    spec.argv = {bin_,
-                 "--name=baton-test",
-                 "--data-dir=" + (dir_ / "data").string(),
-                 "--listen-client-urls=" + client_url,
-                 "--advertise-client-urls=" + client_url,
-                 "--listen-peer-urls=" + peer_url,
-                 "--initial-advertise-peer-urls=" + peer_url,
-                 "--initial-cluster=baton-test=" + peer_url};
-    spec.log_path = (dir_ / "etcd.log").string();
-    auto child = ChildProcess::spawn(spec);
-    ASSERT_TRUE(child.is_ok()) << child.status().to_string();
-    etcd_ = std::move(*child);
-    // Ready when /health answers; the pause between tries is a wait on the
-    // child's exit, so a crashed etcd fails the test at once.
-    auto deadline = SteadyClock::instance().now() + 30s;
-    while (true) {
-      auto r = protocol::http_request("127.0.0.1", endpoint_.port, "GET", "/health", "", {},
-                                      protocol::deadline_in(1s));
-      if (r.is_ok() && r->status == 200) break;
-      ASSERT_FALSE(etcd_.wait_until(SteadyClock::instance().now() + 50ms))
-          << "etcd " << describe_exit(etcd_.wait_status()) << ":\n"
-          << read_file(dir_ / "etcd.log");
-      ASSERT_LT(SteadyClock::instance().now(), deadline) << "etcd not healthy in 30 s:\n"
-                                                         << read_file(dir_ / "etcd.log");
-    }
+    Status s = etcd_->start();
+    ASSERT_TRUE(s.is_ok()) << s.to_string() << ":\n" << etcd_->log();
   }
 
   void TearDown() override {
-    etcd_.stop(5s);
+    etcd_.reset();
     if (!dir_.empty()) fs::remove_all(dir_);
   }
 
@@ -121,11 +61,9 @@ class Etcd : public ::testing::Test {
   }
 
   const std::string prefix_ = "/baton/instances/";
-  std::string bin_;
-  uint16_t peer_port_ = 0;
   EtcdEndpoint endpoint_;
   fs::path dir_;
-  ChildProcess etcd_;
+  std::optional<EtcdTestServer> etcd_;
 };
 
 TEST_F(Etcd, ClientCallsWork) {
@@ -232,7 +170,7 @@ TEST_F(Etcd, AnInstanceWhoseKeepAliveStopsLeavesWithinItsLeaseTtl) {
 TEST_F(Etcd, WatcherSurvivesAnEtcdRestartAndCatchesUp) {
   auto m = EtcdMembership::start(endpoint_, prefix_, EtcdWatchOptions{300ms, 1000ms, 100ms});
   ASSERT_TRUE(m.is_ok());
-  etcd_.stop(5s);
+  etcd_->stop();
   // While etcd is down the watcher retries; a restart on the same data
   // directory and port brings it back.
   start_etcd();

@@ -35,7 +35,14 @@ class Gateway::Impl : public std::enable_shared_from_this<Gateway::Impl> {
     http.max_body_bytes = static_cast<size_t>(config.limits.max_body_bytes);
     // Each shard gets its share; the kernel spreads connections evenly.
     http.max_connections = std::max(1, config.limits.max_connections / config.io_threads);
+    // Per client the limit is exact: the shards count in one place.
+    http.max_connections_per_client = config.limits.max_connections_per_client;
+    if (http.max_connections_per_client > 0) {
+      http.client_counts = std::make_shared<protocol::ClientConnectionCounts>();
+    }
     http.header_timeout = config.limits.header_timeout;
+    http.max_header_bytes = static_cast<size_t>(config.limits.max_header_bytes);
+    http.max_header_count = static_cast<size_t>(config.limits.max_header_count);
     if (http.reuse_port && http.port != 0) {
       // SO_REUSEPORT would also let this gateway share a port that another
       // process already listens on; a plain bind first refuses that.
@@ -346,6 +353,16 @@ class Gateway::Impl : public std::enable_shared_from_this<Gateway::Impl> {
     w.send(s.http(), "application/json", body.dump(), std::move(h));
   }
 
+  // Overload: each instance that could serve the request refused one
+  // recently and has not reached the time it said it would admit again.
+  void shed(protocol::ResponseWriter& w, detail::ExchangeLog& log, const ClusterState& st,
+            const std::string& group) {
+    reject(
+        w, log, st,
+        unavailable("group '" + group + "': every instance is at its admission limit; retry later"),
+        "instances_refusing", 1, "overloaded");
+  }
+
   void handle(protocol::HttpRequest req, std::shared_ptr<protocol::ResponseWriter> w) {
     if (!ready_.load(std::memory_order_acquire)) {
       w->send(503, "application/json", protocol::error_body(unavailable("gateway starting")),
@@ -460,12 +477,19 @@ class Gateway::Impl : public std::enable_shared_from_this<Gateway::Impl> {
       log.group = group->config.name;
       const auto now = core_->clock.now();
       if (group->prefill.any_routable(now) && group->decode.any_routable(now)) {
+        // Every prefill instance said it cannot start more in time: shed
+        // now, before a decode instance reserves room for nothing.
+        if (group->prefill.all_refusing(now)) return shed(*w, log, *st, group->config.name);
         return detail::start_pd_exchange(core_, st, group, std::move(req), std::move(*info),
                                          std::move(w), std::move(log));
       }
       auto candidates = detail::rank_pool(*core_, *group, group->mixed, group->config.policy,
                                           &detail::GroupRouting::mixed_tree, req, *info,
                                           static_cast<size_t>(st->config->retry.max_attempts));
+      if (!candidates.empty() && group->mixed.all_refusing(now)) {
+        return shed(*w, log, *st, group->config.name);
+      }
+      std::erase_if(candidates, [&](const InstancePtr& i) { return i->refusing(now); });
       if (!candidates.empty()) {
         return detail::start_mixed_exchange(core_, st, group, std::move(candidates), std::move(req),
                                             std::move(*info), std::move(w), std::move(log));

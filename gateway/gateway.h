@@ -12,8 +12,10 @@
 // reachable through the gateway.
 //
 // Protection: Bearer API keys with per-key requests/minute and tokens/minute
-// (429 + Retry-After), body size (413), prompt length (413), connection count
-// (503 + Retry-After) and timeouts (config.limits).
+// (429 + Retry-After), body size (413), header size and count (431), prompt
+// length (413), connection count (503 + Retry-After), connections per client
+// address (429 + Retry-After) and timeouts (config.limits). Keys appear in
+// logs and metrics only by name (a fingerprint unless configured).
 //
 // Thread-safety: start/reload/stop from the owning thread (reload may also run
 // from a signal-handling thread); the accessors are thread-safe.

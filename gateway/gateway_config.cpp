@@ -141,8 +141,32 @@ Result<GroupConfig> parse_group(const Config& c) {
 
 }  // namespace
 
+std::string key_fingerprint(std::string_view key) {
+  // FNV-1a, 64 bits, shown as its top 32: enough to tell keys apart in a log,
+  // nothing to recover a key from.
+  uint64_t h = 14695981039346656037ull;
+  for (unsigned char c : key) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "key-";
+  for (int shift = 60; shift >= 32; shift -= 4) out += kHex[(h >> shift) & 0xf];
+  return out;
+}
+
 Status finish_gateway_config(GatewayConfig& config) {
   if (config.groups.empty()) config.groups.push_back(GroupConfig{});
+  std::set<std::string> keys;
+  for (auto& k : config.api_keys) {
+    if (k.key.empty()) return invalid_argument("api_keys: empty key");
+    if (!keys.insert(k.key).second) {
+      return invalid_argument("api_keys: the key named '" +
+                              (k.name.empty() ? key_fingerprint(k.key) : k.name) +
+                              "' is listed twice");
+    }
+    if (k.name.empty()) k.name = key_fingerprint(k.key);
+  }
   std::set<std::string> group_names;
   for (const auto& g : config.groups) {
     if (!group_names.insert(g.name).second) {
@@ -205,15 +229,16 @@ Result<GatewayConfig> parse_gateway_config(const Config& doc) {
         k.check_known_keys("", {"key", "name", "requests_per_minute", "tokens_per_minute"}));
     ApiKeyConfig kc;
     BATON_ASSIGN_OR_RETURN(kc.key, k.get<std::string>("key"));
-    BATON_ASSIGN_OR_RETURN(kc.name, k.get_or<std::string>("name", kc.key.substr(0, 6)));
+    BATON_ASSIGN_OR_RETURN(kc.name, k.get_or<std::string>("name", ""));
     BATON_ASSIGN_OR_RETURN(kc.requests_per_minute, k.get_or<int64_t>("requests_per_minute", 0));
     BATON_ASSIGN_OR_RETURN(kc.tokens_per_minute, k.get_or<int64_t>("tokens_per_minute", 0));
     c.api_keys.push_back(std::move(kc));
   }
 
   BATON_RETURN_IF_ERROR(doc.check_known_keys(
-      "limits", {"max_body_kb", "max_prompt_chars", "max_connections", "header_timeout_ms",
-                 "connect_timeout_ms", "first_byte_timeout_ms", "stream_idle_timeout_ms"}));
+      "limits", {"max_body_kb", "max_prompt_chars", "max_connections", "max_connections_per_client",
+                 "max_header_kb", "max_headers", "header_timeout_ms", "connect_timeout_ms",
+                 "first_byte_timeout_ms", "stream_idle_timeout_ms"}));
   BATON_ASSIGN_OR_RETURN(int64_t body_kb, get_positive(doc, "limits.max_body_kb", 8192));
   c.limits.max_body_bytes = body_kb * 1024;
   BATON_ASSIGN_OR_RETURN(c.limits.max_prompt_chars,
@@ -221,6 +246,18 @@ Result<GatewayConfig> parse_gateway_config(const Config& doc) {
   BATON_ASSIGN_OR_RETURN(int64_t conns,
                          get_positive(doc, "limits.max_connections", c.limits.max_connections));
   c.limits.max_connections = static_cast<int>(conns);
+  BATON_ASSIGN_OR_RETURN(int64_t per_client,
+                         doc.get_or<int64_t>("limits.max_connections_per_client",
+                                             c.limits.max_connections_per_client));
+  if (per_client < 0 || per_client > (1 << 20)) {
+    return invalid_argument(doc.source_name() +
+                            ": limits.max_connections_per_client: must be in [0, 1048576]");
+  }
+  c.limits.max_connections_per_client = static_cast<int>(per_client);
+  BATON_ASSIGN_OR_RETURN(int64_t header_kb, get_positive(doc, "limits.max_header_kb", 16));
+  c.limits.max_header_bytes = header_kb * 1024;
+  BATON_ASSIGN_OR_RETURN(c.limits.max_header_count,
+                         get_positive(doc, "limits.max_headers", c.limits.max_header_count));
   BATON_ASSIGN_OR_RETURN(c.limits.header_timeout,
                          get_ms(doc, "limits.header_timeout_ms", c.limits.header_timeout));
   BATON_ASSIGN_OR_RETURN(c.limits.connect_timeout,

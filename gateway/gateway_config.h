@@ -24,6 +24,8 @@
 //   api_keys:                         # none: no authentication
 //     - {key: sk-a, name: team-a, requests_per_minute: 600, tokens_per_minute: 100000}
 //   limits: {max_body_kb: 8192, max_prompt_chars: 400000, max_connections: 4096,
+//            max_connections_per_client: 0,  # 0: no limit; more get 429
+//            max_header_kb: 16, max_headers: 100,  # more get 431
 //            header_timeout_ms: 10000, first_byte_timeout_ms: 600000,
 //            stream_idle_timeout_ms: 600000, connect_timeout_ms: 2000}
 //   retry: {max_attempts: 3, backoff_ms: 20, max_backoff_ms: 500}
@@ -35,6 +37,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/config.h"
@@ -77,6 +80,8 @@ struct GroupConfig {
 
 struct ApiKeyConfig {
   std::string key;
+  // What logs, metrics and errors call the key (never the key itself);
+  // empty: key_fingerprint(key).
   std::string name;
   int64_t requests_per_minute = 0;  // 0: unlimited
   int64_t tokens_per_minute = 0;    // 0: unlimited
@@ -86,6 +91,9 @@ struct LimitsConfig {
   int64_t max_body_bytes = 8 << 20;
   int64_t max_prompt_chars = 400000;
   int max_connections = 4096;
+  int max_connections_per_client = 0;   // from one client address; 0: no limit
+  int64_t max_header_bytes = 16 << 10;  // request line + headers; more get 431
+  int64_t max_header_count = 100;       // header fields; more get 431
   std::chrono::milliseconds header_timeout{10000};
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds first_byte_timeout{600000};   // upstream response headers
@@ -131,6 +139,10 @@ struct GatewayConfig {
   PdConfig pd;
   bool access_log = true;
 };
+
+// "key-" and 8 hex digits of a hash of `key`: names a key in logs and
+// metrics without revealing any of it.
+std::string key_fingerprint(std::string_view key);
 
 // "http://host:port", "host:port" (a trailing '/' is allowed). Port required.
 Result<InstanceConfig> parse_instance_url(std::string_view url);

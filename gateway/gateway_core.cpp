@@ -1,6 +1,7 @@
 #include "gateway/gateway_core.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 #include "common/logging.h"
@@ -30,6 +31,28 @@ bool Pool::any_routable(Clock::TimePoint now) const {
     if (inst->routable(now)) return true;
   }
   return false;
+}
+
+bool Pool::all_refusing(Clock::TimePoint now) const {
+  bool any = false;
+  for (const auto& inst : instances) {
+    if (!inst->routable(now)) continue;
+    if (!inst->refusing(now)) return false;
+    any = true;
+  }
+  return any;
+}
+
+void InstanceRuntime::note_refusal(const protocol::Headers& headers, Clock::TimePoint now) {
+  auto v = protocol::find_header(headers, "x-baton-admit-after-ms");
+  if (!v) return;
+  // The instance's own estimate, capped so that a wrong one costs little.
+  const int ms = std::clamp(std::atoi(std::string(*v).c_str()), 0, 1000);
+  if (ms <= 0) return;
+  const int64_t until = (now + std::chrono::milliseconds(ms)).time_since_epoch().count();
+  int64_t prev = refusing_until.load(std::memory_order_relaxed);
+  while (until > prev && !refusing_until.compare_exchange_weak(prev, until)) {
+  }
 }
 
 namespace {

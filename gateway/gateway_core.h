@@ -50,10 +50,21 @@ struct InstanceRuntime {
   std::atomic<int> health_successes{0};
   std::atomic<bool> health_pending{false};
 
+  // Set when the instance's own admission control refused a request and
+  // said when it expects to admit again (x-baton-admit-after-ms): until then
+  // it is offered nothing new, and a request no instance can take is shed at
+  // once. Steady-clock ticks.
+  std::atomic<int64_t> refusing_until{0};
+
   bool routable(Clock::TimePoint now) const {
     return healthy.load(std::memory_order_relaxed) && !draining.load(std::memory_order_relaxed) &&
            breaker.available(now);
   }
+  bool refusing(Clock::TimePoint now) const {
+    return now.time_since_epoch().count() < refusing_until.load(std::memory_order_relaxed);
+  }
+  // Records an admission rejection's x-baton-admit-after-ms, if it has one.
+  void note_refusal(const protocol::Headers& headers, Clock::TimePoint now);
 };
 using InstancePtr = std::shared_ptr<InstanceRuntime>;
 
@@ -74,6 +85,8 @@ struct Pool {
   ClusterSnapshot snapshot(Clock::TimePoint now) const;
   const InstancePtr* find(uint32_t id) const;
   bool any_routable(Clock::TimePoint now) const;
+  // Some instance is routable, and every routable one is refusing.
+  bool all_refusing(Clock::TimePoint now) const;
 };
 
 struct GroupState {

@@ -1,10 +1,10 @@
 // One client request in aggregated mode: forward it to the first candidate,
 // retry elsewhere (with backoff and jitter) on connect errors and 503 while
-// nothing has reached the client, forward at once on an instance's own 429
-// rejection, and relay the answer: streamed bodies piece by piece as they
-// arrive, plain bodies whole. Once a byte went to the client there is no
-// retry, so a stream never repeats or skips tokens; a stream cut upstream
-// ends with an error event.
+// nothing has reached the client, forward at once on an instance's own
+// rejection (429, or 503 with x-baton-reject-reason: its admission control), and relay the answer:
+// streamed bodies piece by piece as they arrive, plain bodies whole. Once a byte went to the client
+// there is no retry, so a stream never repeats or skips tokens; a stream cut upstream ends with an
+// error event.
 
 #include "gateway/gateway_core.h"
 #include "protocol/openai_error.h"
@@ -141,6 +141,7 @@ class MixedExchange : public std::enable_shared_from_this<MixedExchange> {
     upstream_first_byte_ = core_->clock.now();
     status_ = status;
     const bool more = next_ < candidates_.size() && log_.attempts < config().retry.max_attempts;
+    if (status == 503 || status == 429) current_->note_refusal(headers, upstream_first_byte_);
     if ((status == 503 || status == 429) && more && !client_closed_) {
       // The instance's own answer: overloaded (503) or refusing this request
       // now (429). Either way another instance may take it.
@@ -211,8 +212,10 @@ class MixedExchange : public std::enable_shared_from_this<MixedExchange> {
       const bool more = next_ < candidates_.size() && log_.attempts < config().retry.max_attempts;
       if (!more) return try_next_locked_exhausted();
       core_->metrics.retries.with({inst->config.name}).inc();
-      if (status_ == 429 && retry_response_) {
-        // A rejection is an answer, not a failure: forward at once.
+      if (retry_response_ &&
+          (status_ == 429 || protocol::find_header(last_error_headers_, "x-baton-reject-reason"))) {
+        // A rejection (429, or an admission control's 503 that names its
+        // reason) is an answer, not a failure: forward at once.
         return try_next_locked();
       }
       auto delay = backoff_delay(config().retry, log_.attempts, core_->random());

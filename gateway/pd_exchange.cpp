@@ -321,7 +321,7 @@ class PdExchange : public std::enable_shared_from_this<PdExchange> {
         break;
       }
       InstancePtr inst = prefill_candidates_[next_prefill_++];
-      if (!inst->routable(now) || !inst->breaker.try_acquire(now)) continue;
+      if (!inst->routable(now) || inst->refusing(now) || !inst->breaker.try_acquire(now)) continue;
       start_prefill_locked(std::move(inst));
       return;
     }
@@ -369,6 +369,7 @@ class PdExchange : public std::enable_shared_from_this<PdExchange> {
         auto reason = protocol::find_header(headers, "x-baton-reject-reason");
         self->last_reject_reason_ = reason ? std::string(*reason) : "";
         self->last_reject_status_ = status;
+        if (self->prefill_) self->prefill_->note_refusal(headers, self->core_->clock.now());
       }
     };
     h.on_data = [self, gen](std::string_view piece) {

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "gateway/circuit_breaker.h"
+#include "gateway/gateway_config.h"
 #include "gateway/rate_limiter.h"
 
 namespace baton::gateway {
@@ -67,6 +68,30 @@ TEST(RateLimiterTest, TokensPerMinute) {
   EXPECT_EQ(d.retry_after, 12s);  // 20 missing tokens at 100/min
   EXPECT_TRUE(l.admit("k", 0, 100, 60, t + 12s).allowed);
   EXPECT_TRUE(l.admit("k", 0, 0, 1000000, t).allowed);  // unlimited
+}
+
+TEST(ApiKeyTest, KeysWithoutANameAreNamedByAFingerprintThatRevealsNoneOfThem) {
+  const std::string key = "sk-live-0123456789abcdef";
+  const std::string fp = key_fingerprint(key);
+  EXPECT_EQ(fp.size(), 12u);
+  EXPECT_TRUE(fp.starts_with("key-"));
+  EXPECT_EQ(fp, key_fingerprint(key));                         // stable
+  EXPECT_NE(fp, key_fingerprint("sk-live-0123456789abcdeg"));  // a near miss differs
+  for (size_t n = 3; n <= key.size(); ++n) {
+    EXPECT_EQ(fp.find(key.substr(0, n)), std::string::npos) << n;  // no prefix of the key
+  }
+
+  GatewayConfig c;
+  c.instances.push_back({"m0", "127.0.0.1", 8001});
+  c.api_keys = {{key, "", 0, 0}, {"sk-other", "team-b", 0, 0}};
+  ASSERT_TRUE(finish_gateway_config(c).is_ok());
+  EXPECT_EQ(c.api_keys[0].name, fp);
+  EXPECT_EQ(c.api_keys[1].name, "team-b");
+
+  c.api_keys.push_back({key, "again", 0, 0});
+  Status dup = finish_gateway_config(c);
+  ASSERT_FALSE(dup.is_ok());
+  EXPECT_EQ(dup.message().find(key), std::string::npos) << dup.message();
 }
 
 }  // namespace

@@ -143,8 +143,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void start() { read_request(); }
 
-  void start_rejected() {
+  void start_rejected(Refusal refusal) {
     first_request_ = false;
+    if (refusal == Refusal::kClientFull) {
+      fail(429,
+           "too many connections from this client (the limit is " +
+               std::to_string(opts_.max_connections_per_client) + "); retry later",
+           "too_many_connections", {{"Retry-After", std::to_string(opts_.retry_after.count())}});
+      return;
+    }
     fail(503, "the server is at its connection limit; retry later", "server_overloaded",
          {{"Retry-After", std::to_string(opts_.retry_after.count())}});
   }
@@ -673,10 +680,10 @@ std::shared_ptr<Connection> make_connection(std::shared_ptr<ServerState> state, 
   return std::make_shared<Connection>(std::move(state), std::move(socket), id, counted);
 }
 
-void start_connection(const std::shared_ptr<Connection>& conn, bool reject) {
-  net::post(conn->executor(), [conn, reject] {
-    if (reject) {
-      conn->start_rejected();
+void start_connection(const std::shared_ptr<Connection>& conn, Refusal refusal) {
+  net::post(conn->executor(), [conn, refusal] {
+    if (refusal != Refusal::kNone) {
+      conn->start_rejected(refusal);
     } else {
       conn->start();
     }

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 
 #include "protocol/http_server.h"
@@ -31,6 +32,9 @@ struct ServerState {
   uint64_t next_id = 0;
   std::unordered_map<uint64_t, std::weak_ptr<Connection>> connections;
   std::atomic<size_t> active{0};
+  // The remote address of each counted connection, kept only with a
+  // per-client limit (then client_counts is set).
+  std::unordered_map<uint64_t, std::string> client_of;
 
   template <typename Executor, typename Fn>
   void post_unless_stopped(const Executor& ex, Fn&& fn) {
@@ -41,7 +45,12 @@ struct ServerState {
   void unregister(uint64_t id, bool counted) {
     std::lock_guard lock(mu);
     connections.erase(id);
-    if (counted) active.fetch_sub(1);
+    if (!counted) return;
+    active.fetch_sub(1);
+    auto it = client_of.find(id);
+    if (it == client_of.end()) return;
+    options.client_counts->remove(it->second);
+    client_of.erase(it);
   }
 };
 
@@ -52,9 +61,13 @@ std::shared_ptr<Connection> make_connection(std::shared_ptr<ServerState> state,
                                             boost::asio::ip::tcp::socket socket, uint64_t id,
                                             bool counted);
 
+// Why a new connection is refused, if it is.
+enum class Refusal { kNone, kServerFull, kClientFull };
+
 // Posts the connection's start to its strand: reading requests, or when
-// `reject` is set answering 503 + Retry-After and closing. Thread-safe.
-void start_connection(const std::shared_ptr<Connection>& conn, bool reject);
+// refused answering 503 (server full) or 429 (this client has too many
+// connections) with Retry-After, and closing. Thread-safe.
+void start_connection(const std::shared_ptr<Connection>& conn, Refusal refusal);
 
 // Posts a close to the connection's strand (its on_close hooks fire if a
 // response was pending). Thread-safe.

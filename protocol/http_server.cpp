@@ -27,6 +27,29 @@ void ResponseWriter::send_error(int http_status, std::string_view message, std::
        error_body(Status(code_from_http(http_status), std::string(message))));
 }
 
+bool ClientConnectionCounts::try_add(const std::string& client, int limit) {
+  std::lock_guard lock(mu_);
+  int& n = counts_[client];
+  if (n >= limit) {
+    if (n == 0) counts_.erase(client);
+    return false;
+  }
+  ++n;
+  return true;
+}
+
+void ClientConnectionCounts::remove(const std::string& client) {
+  std::lock_guard lock(mu_);
+  auto it = counts_.find(client);
+  if (it != counts_.end() && --it->second <= 0) counts_.erase(it);
+}
+
+int ClientConnectionCounts::count(const std::string& client) const {
+  std::lock_guard lock(mu_);
+  auto it = counts_.find(client);
+  return it == counts_.end() ? 0 : it->second;
+}
+
 namespace {
 
 // stop() waits this long for the I/O threads to drain before forcing them.
@@ -142,18 +165,33 @@ class HttpServer::Impl {
     }
     error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
+    const int per_client_limit = state_->options.max_connections_per_client;
+    std::string client;
+    if (per_client_limit > 0) {
+      auto remote = socket.remote_endpoint(ignored);
+      if (!ignored) client = remote.address().to_string();
+    }
     std::shared_ptr<Connection> conn;
-    bool reject = false;
+    auto refusal = detail::Refusal::kNone;
     {
       std::lock_guard lock(state_->mu);
       if (state_->stopped) return;
-      reject = state_->active.load() >= static_cast<size_t>(state_->options.max_connections);
+      if (state_->active.load() >= static_cast<size_t>(state_->options.max_connections)) {
+        refusal = detail::Refusal::kServerFull;
+      } else if (!client.empty() &&
+                 !state_->options.client_counts->try_add(client, per_client_limit)) {
+        refusal = detail::Refusal::kClientFull;
+      }
+      const bool counted = refusal == detail::Refusal::kNone;
       uint64_t id = state_->next_id++;
-      conn = detail::make_connection(state_, std::move(socket), id, !reject);
+      conn = detail::make_connection(state_, std::move(socket), id, counted);
       state_->connections.emplace(id, conn);
-      if (!reject) state_->active.fetch_add(1);
+      if (counted) {
+        state_->active.fetch_add(1);
+        if (!client.empty()) state_->client_of.emplace(id, std::move(client));
+      }
     }
-    detail::start_connection(conn, reject);
+    detail::start_connection(conn, refusal);
     accept();
   }
 
@@ -176,6 +214,12 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(HttpServerOptions options,
   if (options.io_threads < 1) return invalid_argument("http: io_threads must be at least 1");
   if (options.max_connections < 1) {
     return invalid_argument("http: max_connections must be at least 1");
+  }
+  if (options.max_connections_per_client < 0) {
+    return invalid_argument("http: max_connections_per_client must not be negative");
+  }
+  if (options.max_connections_per_client > 0 && !options.client_counts) {
+    options.client_counts = std::make_shared<ClientConnectionCounts>();
   }
   auto state = std::make_shared<ServerState>();
   state->options = std::move(options);

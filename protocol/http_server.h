@@ -16,7 +16,9 @@
 //   max_header_bytes/max_header_count -> 431, Transfer-Encoding other than
 //   "chunked" -> 501, headers not complete within header_timeout or body not
 //   complete within body_timeout -> 408; connections over max_connections ->
-//   503 with Retry-After. All of these close the connection.
+//   503 with Retry-After; connections from one client address over
+//   max_connections_per_client -> 429 with Retry-After. All of these close
+//   the connection.
 // Idle keep-alive connections close quietly after idle_timeout; a write that
 // does not complete within write_timeout closes the connection.
 
@@ -25,7 +27,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 
 #include "common/status.h"
 #include "protocol/http_types.h"
@@ -94,6 +98,8 @@ class ResponseWriter {
 // later. Must not throw (an escaping exception is logged and answered 500).
 using Handler = std::function<void(HttpRequest, std::shared_ptr<ResponseWriter>)>;
 
+class ClientConnectionCounts;
+
 struct HttpServerOptions {
   std::string host = "127.0.0.1";  // address or name to bind
   uint16_t port = 0;               // 0: any free port, read it back with port()
@@ -101,7 +107,13 @@ struct HttpServerOptions {
   size_t max_body_bytes = 8 << 20;
   size_t max_header_bytes = 16 << 10;  // request line + headers
   size_t max_header_count = 100;
-  int max_connections = 1024;                       // open connections; more get 503
+  int max_connections = 1024;  // open connections; more get 503
+  // Open connections from one remote address; more get 429. 0: no limit (the
+  // default: a gateway, or clients behind one NAT, share an address).
+  int max_connections_per_client = 0;
+  // Where those are counted; servers sharing a port (reuse_port) share one so
+  // that the limit holds across them. Null: the server makes its own.
+  std::shared_ptr<ClientConnectionCounts> client_counts;
   size_t max_output_backlog = 8 << 20;              // per connection, see write()
   std::chrono::seconds retry_after{1};              // Retry-After of the 503 above
   std::chrono::milliseconds header_timeout{10000};  // first byte to end of headers*
@@ -112,6 +124,19 @@ struct HttpServerOptions {
   // SO_REUSEPORT: several servers (e.g. one single-threaded server per core)
   // may listen on the same port; the kernel spreads connections over them.
   bool reuse_port = false;
+};
+
+// Open connections per client address. Thread-safe.
+class ClientConnectionCounts {
+ public:
+  // Counts one more connection from `client` unless it already has `limit`.
+  bool try_add(const std::string& client, int limit);
+  void remove(const std::string& client);
+  int count(const std::string& client) const;
+
+ private:
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, int> counts_;
 };
 
 class HttpServer {

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <string>
 
 #include "protocol/http_server.h"
@@ -266,6 +267,38 @@ TEST(HttpServerLimitsTest, ConnectionsOverLimitGet503WithRetryAfter) {
   EXPECT_NE(second.received().find("Retry-After: 1\r\n"), std::string::npos);
   EXPECT_EQ(s.calls.load(), 1);
   EXPECT_EQ(s.server->active_connections(), 1u);
+}
+
+TEST(HttpServerLimitsTest, ConnectionsPerClientOverLimitGet429AndFreeTheirSlotOnClose) {
+  HttpServerOptions options;
+  options.max_connections_per_client = 2;
+  CountingServer s(options);
+  auto first = std::make_unique<RawConnection>(s.port());
+  RawConnection second(s.port());
+  for (RawConnection* c : {first.get(), &second}) {
+    ASSERT_TRUE(c->send("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+    ASSERT_NE(c->read_until("ok:").find("200 OK"), std::string::npos);
+  }
+
+  RawConnection third(s.port());
+  ASSERT_TRUE(third.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+  ASSERT_TRUE(third.read_until_closed());
+  EXPECT_TRUE(starts_with(third.received(), "HTTP/1.1 429 ")) << third.received();
+  EXPECT_NE(third.received().find("Retry-After: 1\r\n"), std::string::npos);
+  EXPECT_NE(third.received().find("too many connections from this client"), std::string::npos);
+  EXPECT_EQ(s.calls.load(), 2);
+
+  // A client that closes one of its connections may open another.
+  first.reset();
+  const auto deadline = SteadyClock::now() + kWait;
+  while (s.server->active_connections() > 1 && SteadyClock::now() < deadline) {
+    pollfd none{-1, 0, 0};
+    ::poll(&none, 0, 5);
+  }
+  ASSERT_EQ(s.server->active_connections(), 1u);
+  RawConnection fourth(s.port());
+  ASSERT_TRUE(fourth.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+  EXPECT_NE(fourth.read_until("ok:").find("200 OK"), std::string::npos) << fourth.received();
 }
 
 }  // namespace

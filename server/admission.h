@@ -4,11 +4,19 @@
 // this request in time?" (DESIGN.md §3, on-demand forwarding).
 //
 // A request is admitted when the queue of requests not yet started is below
-// its bound and, with a TTFT budget set, the estimated time to start it fits:
-// (prompt tokens queued ahead + its own) / the prefill rate the instance has
-// measured recently. Otherwise it is rejected at once with a reason and a
-// Retry-After, so a gateway forwards it elsewhere instead of waiting for a
-// timeout. Until a rate has been measured the estimate is optimistic (admit).
+// its bound and, with a TTFT budget set, the estimated time to start it fits.
+// The estimate is the larger of two measured bounds:
+//  - prefill: (prompt tokens queued ahead + its own) / the prefill rate;
+//  - slots: requests waiting ahead / the rate at which waiting requests
+//    start, measured while some were waiting (Little's law; this is what
+//    bounds the queue when the running batch is full and a request waits for
+//    another to finish, however short its prompt).
+// Otherwise it is rejected at once with a reason and a Retry-After, so a
+// gateway forwards it elsewhere instead of waiting for a timeout. Until a
+// rate has been measured its bound is optimistic (admit). A rejection also
+// says when the instance expects to admit again (admit_after_ms): the
+// estimate's excess over the budget, or the time one waiting request takes
+// to start.
 //
 // Thread-safety: every method is thread safe. Time comes from the caller
 // (microsecond timestamps), so tests drive it without a clock.
@@ -35,6 +43,10 @@ struct AdmissionDecision {
   RejectReason reason = RejectReason::kNone;
   double estimated_start_s = 0;  // estimated queueing + prefill before the first token
   int32_t retry_after_s = 0;     // for rejections
+  // For rejections: when the instance expects to admit again, in ms (1 to
+  // 1000): sent as x-baton-admit-after-ms so that a gateway offers it nothing
+  // new until then and sheds at once instead.
+  int32_t admit_after_ms = 0;
   bool admitted() const { return reason == RejectReason::kNone; }
 };
 
@@ -50,10 +62,12 @@ class AdmissionController {
   // The request ended; `was_started` says whether started() was called.
   void finished(int64_t prompt_tokens, bool was_started);
   // The engine's cumulative count of prompt tokens prefilled, sampled at
-  // time `now_us`; the rate is measured from successive samples.
+  // time `now_us`; the prefill rate is measured from successive samples, and
+  // the start rate from the started() calls between them.
   void observe_prefill(int64_t total_prompt_tokens, int64_t now_us);
 
   double prefill_rate() const;  // tokens/s, 0 when unknown
+  double start_rate() const;    // requests/s started while some waited, 0 when unknown
   int32_t waiting() const;
   int32_t in_flight() const;
   int64_t queued_prompt_tokens() const;
@@ -67,6 +81,10 @@ class AdmissionController {
   double rate_ = 0;  // EMA of measured prefill tokens/s
   int64_t last_tokens_ = -1;
   int64_t last_us_ = 0;
+  double start_rate_ = 0;           // EMA of requests started per second while some waited
+  int64_t starts_ = 0;              // started() calls so far
+  int64_t last_starts_ = 0;         // starts_ at the window's beginning
+  bool waited_all_window_ = false;  // requests waited from the window's start until now
 };
 
 }  // namespace baton::server

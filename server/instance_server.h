@@ -16,6 +16,7 @@
 // Thread-safety: start/attach_engine/stop from the owning thread; everything
 // else is internal.
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -65,6 +66,12 @@ class InstanceServer {
   static Result<std::unique_ptr<InstanceServer>> start(ServerOptions options);
   ~InstanceServer();
 
+  // Called once a role change (POST /internal/role) has switched the
+  // instance, with its new role; changes are reported in order. It runs on a
+  // thread that serves requests, under the role lock: it must not block or
+  // call into the server (hand slow work, e.g. an etcd put, to a thread of
+  // its own). Empty: nobody is told.
+  std::function<void(Role)> on_role_changed;
   // Takes the loaded (not yet started) engine, starts it and becomes ready.
   Status attach_engine(std::unique_ptr<engine::Engine> engine);
 

@@ -293,9 +293,10 @@ class InstanceServer::Impl {
                "The instance cannot start this request in time (" + reason + ")");
       auto body = protocol::error_object(s);
       body["error"]["code"] = reason;
-      w->send(
-          s.http(), "application/json", body.dump(),
-          {{"Retry-After", std::to_string(d.retry_after_s)}, {"x-baton-reject-reason", reason}});
+      w->send(s.http(), "application/json", body.dump(),
+              {{"Retry-After", std::to_string(d.retry_after_s)},
+               {"x-baton-reject-reason", reason},
+               {"x-baton-admit-after-ms", std::to_string(d.admit_after_ms)}});
       return;
     }
     auto call = new_call(std::move(req), chat, std::move(w));

@@ -609,9 +609,10 @@ void InstanceServer::Impl::prefill_route(const protocol::HttpRequest& req,
              "The prefill instance cannot start this request in time (" + reason + ")");
     auto eb = protocol::error_object(s);
     eb["error"]["code"] = reason;
-    return w->send(
-        s.http(), "application/json", eb.dump(),
-        {{"Retry-After", std::to_string(d.retry_after_s)}, {"x-baton-reject-reason", reason}});
+    return w->send(s.http(), "application/json", eb.dump(),
+                   {{"Retry-After", std::to_string(d.retry_after_s)},
+                    {"x-baton-reject-reason", reason},
+                    {"x-baton-admit-after-ms", std::to_string(d.admit_after_ms)}});
   }
 
   auto call = std::make_shared<PrefillCall>();

@@ -25,6 +25,9 @@ namespace {
 
 constexpr int kThreads = 1024;
 constexpr int kWarps = kThreads / 32;
+// Most tokens a row's head may hold for the cuts to be searched in shared
+// memory (16 KiB of values).
+constexpr int32_t kHeadMax = 4096;
 
 // Larger float, larger key (for every non-NaN value, -inf and +inf included).
 __device__ __forceinline__ uint32_t order_key(float f) {
@@ -194,12 +197,98 @@ __global__ void __launch_bounds__(kThreads)
     uint32_t cut = 0;
     int32_t need = INT_MAX;
     const uint32_t top = order_key(M);
-    if (row.top_k > 0 && row.top_k < vocab) {
-      uint32_t lo = 0, hi = top;  // count(key >= lo) >= k always holds
+    const bool use_k = row.top_k > 0 && row.top_k < vocab;
+    const bool use_p = row.top_p < 1.0f;
+    // The head: when the tokens within a few logits of the best one are few
+    // enough for shared memory and certainly hold both cuts, the searches
+    // run over them instead of over the whole row. Levels below the maximum,
+    // in (scaled) logits; the most inclusive one that fits is taken.
+    constexpr int kLevels = 6;
+    constexpr float kDepth[kLevels] = {2.0f, 4.0f, 8.0f, 16.0f, 32.0f, 64.0f};
+    __shared__ float s_head[kHeadMax];
+    __shared__ int32_t s_warp[kWarps];
+    int32_t n_head = -1;  // -1: search the whole row
+    uint32_t head_key = 0;
+    double total_all = 0.0;
+    if (use_k || use_p) {
+      int32_t cnt[kLevels] = {};
+      double mass[kLevels] = {};
+      uint32_t lk[kLevels];
+#pragma unroll
+      for (int l = 0; l < kLevels; ++l) lk[l] = order_key(M - kDepth[l]);
+      for (int32_t t = tid; t < vocab; t += kThreads) {
+        const float x = X(t);
+        const uint32_t k = order_key(x);
+        const double w = use_p ? W(x) : 0.0;
+        total_all += w;
+#pragma unroll
+        for (int l = 0; l < kLevels; ++l) {
+          if (k >= lk[l]) {
+            ++cnt[l];
+            mass[l] += w;
+          }
+        }
+      }
+      if (use_p) total_all = block_sum(total_all, red);
+      int chosen = -1;
+      for (int l = 0; l < kLevels; ++l) {
+        const int32_t c = block_sum(cnt[l], red);
+        const double m = use_p ? block_sum(mass[l], red) : 0.0;
+        if (c > kHeadMax) break;
+        // Top-k: the k-th best is inside. Top-p alone: the mass is reached
+        // inside (with top-k, the top-k set inside holds the top-p cut).
+        const bool holds_k = !use_k || c >= row.top_k;
+        const bool holds_p = use_k || !use_p || m >= static_cast<double>(row.top_p) * total_all;
+        if (holds_k && holds_p) {
+          chosen = l;
+          n_head = c;
+        }
+      }
+      if (chosen >= 0) {
+        // Ordered compaction (id order), a tile of kThreads ids at a time.
+        head_key = lk[chosen];
+        const int lane = tid & 31, warp = tid >> 5;
+        int32_t base = 0;
+        for (int32_t t0 = 0; t0 < vocab; t0 += kThreads) {
+          const int32_t t = t0 + tid;
+          float x = 0.0f;
+          bool in = false;
+          if (t < vocab) {
+            x = X(t);
+            in = order_key(x) >= head_key;
+          }
+          const unsigned ballot = __ballot_sync(0xffffffffu, in);
+          __syncthreads();
+          if (lane == 0) s_warp[warp] = __popc(ballot);
+          __syncthreads();
+          int32_t before = 0, tile = 0;
+          for (int w = 0; w < kWarps; ++w) {
+            const int32_t c = s_warp[w];
+            tile += c;
+            before += w < warp ? c : 0;
+          }
+          if (in) s_head[base + before + __popc(ballot & ((1u << lane) - 1u))] = x;
+          base += tile;
+        }
+        __syncthreads();
+      }
+    }
+    // Every value the searches look at: the head, or the whole row.
+    auto for_each = [&](auto&& f) {
+      if (n_head >= 0) {
+        for (int32_t i = tid; i < n_head; i += kThreads) f(s_head[i]);
+      } else {
+        for (int32_t t = tid; t < vocab; t += kThreads) f(X(t));
+      }
+    };
+    const uint32_t floor_key = n_head >= 0 ? head_key : 0u;
+
+    if (use_k) {
+      uint32_t lo = floor_key, hi = top;  // count(key >= lo) >= k always holds
       while (lo < hi) {
         const uint32_t mid = lo + static_cast<uint32_t>((static_cast<uint64_t>(hi) - lo + 1) / 2);
         int32_t c = 0;
-        for (int32_t t = tid; t < vocab; t += kThreads) c += order_key(X(t)) >= mid;
+        for_each([&](float x) { c += order_key(x) >= mid; });
         if (block_sum(c, red) >= row.top_k) {
           lo = mid;
         } else {
@@ -207,32 +296,33 @@ __global__ void __launch_bounds__(kThreads)
         }
       }
       int32_t gt = 0;
-      for (int32_t t = tid; t < vocab; t += kThreads) gt += order_key(X(t)) > lo;
+      for_each([&](float x) { gt += order_key(x) > lo; });
       cut = lo;
       need = row.top_k - block_sum(gt, red);
     }
-    if (row.top_p < 1.0f) {
+    if (use_p) {
       double above = 0.0;
       int32_t ties = 0;
-      for (int32_t t = tid; t < vocab; t += kThreads) {
-        const float x = X(t);
+      for_each([&](float x) {
         const uint32_t k = order_key(x);
         if (k > cut) above += W(x);
         ties += k == cut;
-      }
+      });
       above = block_sum(above, red);
       ties = block_sum(ties, red);
+      // Without top-k the candidate set is the whole row, head or not.
       const double total =
-          above + (ties > 0 ? static_cast<double>(min(need, ties)) * W(key_float(cut)) : 0.0);
+          !use_k
+              ? total_all
+              : above + (ties > 0 ? static_cast<double>(min(need, ties)) * W(key_float(cut)) : 0.0);
       const double target = static_cast<double>(row.top_p) * total;
-      uint32_t lo = cut, hi = top;  // the whole candidate set reaches the target
+      uint32_t lo = max(cut, floor_key), hi = top;  // mass(key >= lo) reaches the target
       while (lo < hi) {
         const uint32_t mid = lo + static_cast<uint32_t>((static_cast<uint64_t>(hi) - lo + 1) / 2);
         double m = 0.0;
-        for (int32_t t = tid; t < vocab; t += kThreads) {
-          const float x = X(t);
+        for_each([&](float x) {
           if (order_key(x) >= mid) m += W(x);
-        }
+        });
         if (block_sum(m, red) >= target) {
           lo = mid;
         } else {
@@ -241,12 +331,11 @@ __global__ void __launch_bounds__(kThreads)
       }
       above = 0.0;
       ties = 0;
-      for (int32_t t = tid; t < vocab; t += kThreads) {
-        const float x = X(t);
+      for_each([&](float x) {
         const uint32_t k = order_key(x);
         if (k > lo) above += W(x);
         ties += k == lo;
-      }
+      });
       above = block_sum(above, red);
       ties = block_sum(ties, red);
       const int32_t limit = lo == cut ? min(need, ties) : ties;

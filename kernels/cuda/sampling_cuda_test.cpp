@@ -137,30 +137,35 @@ TEST_F(GpuSampling, GreedyPicksTheHostsTokenWithItsLogprobs) {
   }
 }
 
-// For each case, one row per probed candidate, all reading the same logits
-// row: the uniform number sits in the middle of that candidate's interval of
-// the host's distribution laid out in id order.
+// For each case, one row per probed candidate, all reading one logits row:
+// the uniform number sits in the middle of that candidate's interval of the
+// host's distribution laid out in id order.
 struct DrawCase {
   float temperature;
   int32_t top_k;
   float top_p;
   float min_p;
   bool penalties;
+  bool flat = false;  // the flat logits row: cuts far below the best token
 };
 
 TEST_F(GpuSampling, DrawsFollowTheHostDistribution) {
   const int64_t vocab = 128256;
   std::mt19937 rng(2);
   const std::vector<DrawCase> cases = {
-      {0.7f, 50, 1.0f, 0.0f, false},  {1.0f, -1, 0.9f, 0.0f, false},
-      {1.3f, 200, 0.8f, 0.0f, false}, {1.0f, -1, 1.0f, 0.05f, false},
-      {0.5f, 1, 1.0f, 0.0f, false},   {1.0f, -1, 0.01f, 0.0f, false},
-      {1.0f, -1, 1.0f, 0.0f, false},  {0.8f, 40, 0.95f, 0.1f, true},
-      {1.0f, -1, 1.0f, 0.0f, true},   {2.0f, 1000, 0.5f, 0.0f, false},
+      {0.7f, 50, 1.0f, 0.0f, false},       {1.0f, -1, 0.9f, 0.0f, false},
+      {1.3f, 200, 0.8f, 0.0f, false},      {1.0f, -1, 1.0f, 0.05f, false},
+      {0.5f, 1, 1.0f, 0.0f, false},        {1.0f, -1, 0.01f, 0.0f, false},
+      {1.0f, -1, 1.0f, 0.0f, false},       {0.8f, 40, 0.95f, 0.1f, true},
+      {1.0f, -1, 1.0f, 0.0f, true},        {2.0f, 1000, 0.5f, 0.0f, false},
+      {1.0f, -1, 0.9f, 0.0f, false, true}, {1.0f, 5000, 0.95f, 0.0f, false, true},
   };
-  // Sharp logits, so that top-p sets stay small enough to probe one by one,
-  // and a flat row for the unfiltered cases.
+  // Row 0 sharp (the cuts lie within a few logits of the best token, where
+  // the GPU searches a few thousand tokens in shared memory), row 1 flat
+  // (top-p 0.9 keeps most of the vocabulary: the searches run over the row).
   std::vector<float> logits = random_logits(rng, 1, vocab, 4.0f);
+  const std::vector<float> flat = random_logits(rng, 1, vocab, 0.5f);
+  logits.insert(logits.end(), flat.begin(), flat.end());
   std::vector<TokenEdit> edits;
   std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(vocab) - 1);
   {
@@ -187,7 +192,8 @@ TEST_F(GpuSampling, DrawsFollowTheHostDistribution) {
       base.edits = edits.data();
       base.num_edits = static_cast<int32_t>(edits.size());
     }
-    const std::vector<double> p = host_.distribution(row_of(logits, vocab, 0), base);
+    base.logits_row = dc.flat ? 1 : 0;
+    const std::vector<double> p = host_.distribution(row_of(logits, vocab, base.logits_row), base);
     std::vector<int32_t> support;
     for (int32_t t = 0; t < vocab; ++t) {
       if (p[static_cast<size_t>(t)] > 0) support.push_back(t);
@@ -222,7 +228,7 @@ TEST_F(GpuSampling, DrawsFollowTheHostDistribution) {
     }
     // Processed logprobs, as the host reports them (the host's own draw may
     // be another token: it walks the candidates best first).
-    const SampleOutput host = host_.sample(row_of(logits, vocab, 0), rows[0]);
+    const SampleOutput host = host_.sample(row_of(logits, vocab, base.logits_row), rows[0]);
     if (host.token == got[0].token) {
       expect_logprob(got[0].logprob, host.logprob);
     }
