@@ -7,6 +7,8 @@
 #include <numeric>
 #include <vector>
 
+#include "kernels/backend.h"
+
 namespace baton::engine {
 namespace {
 
@@ -292,6 +294,84 @@ TEST(SamplingParamsTest, ValidationNamesTheField) {
   ok.logprobs = 0;
   ok.presence_penalty = -2.0f;
   EXPECT_TRUE(ok.validate().is_ok());
+}
+
+}  // namespace
+}  // namespace baton::engine
+
+namespace baton::engine {
+namespace {
+
+// The engine's path: rows prepared for a batch (several reading one logits
+// row, as forks of one prompt do), sampled by the CPU backend in one call,
+// give what Sampler::sample gives each sequence alone, draw for draw.
+TEST(SamplerTest, BackendRowsSampleLikeTheSampler) {
+  const int32_t vocab = 3000;
+  std::vector<float> logits;
+  for (uint64_t r = 0; r < 3; ++r) {
+    const std::vector<float> row = test_logits(vocab, 100 + r);
+    logits.insert(logits.end(), row.begin(), row.end());
+  }
+  const std::vector<int32_t> prompt = {5, 17, 17, 2999, 40};
+  const std::vector<int32_t> output = {17, 8, 8, 8, 1200};
+  const std::vector<int32_t> eos = {8};
+  std::vector<SamplingParams> params(6);
+  params[0].temperature = 0.0f;
+  params[0].logprobs = 3;
+  params[1].temperature = 0.7f;
+  params[1].top_k = 40;
+  params[1].top_p = 0.9f;
+  params[1].logprobs = 0;
+  params[2].temperature = 1.2f;
+  params[2].min_p = 0.05f;
+  params[2].repetition_penalty = 1.3f;
+  params[2].frequency_penalty = 0.5f;
+  params[2].presence_penalty = 0.25f;
+  params[3].temperature = 0.0f;
+  params[3].repetition_penalty = 0.8f;
+  params[3].min_tokens = 10;  // masks EOS (8) and the stop token
+  params[3].stop_token_ids = {1200};
+  params[4] = params[3];
+  params[4].temperature = 0.9f;
+  params[4].ignore_eos = true;
+  params[5].temperature = 1.0f;
+  params[5].top_k = 1;
+
+  auto backend = kernels::make_cpu_backend(1);
+  auto buf = backend->allocate(logits.size() * 4);
+  ASSERT_TRUE(buf.is_ok());
+  ASSERT_TRUE(backend->upload(logits.data(), logits.size() * 4, buf->data()).is_ok());
+  const kernels::Tensor t = buf->tensor(DType::kF32, {3, vocab});
+
+  Sampler sampler;
+  for (int step = 0; step < 4; ++step) {
+    SampleBatch batch;
+    std::vector<SeqRng> rngs, copies;
+    for (size_t i = 0; i < params.size(); ++i) rngs.emplace_back(7 + step, static_cast<int32_t>(i));
+    copies = rngs;
+    for (size_t i = 0; i < params.size(); ++i) {
+      sampler.prepare(params[i], SampleContext{prompt, output, eos}, rngs[i],
+                      static_cast<int32_t>(i % 3), vocab, batch);
+    }
+    batch.finalize();
+    std::vector<kernels::SampleOutput> out(batch.rows.size());
+    ASSERT_TRUE(backend->sample(t, batch.rows, out).is_ok());
+    for (size_t i = 0; i < params.size(); ++i) {
+      const std::span<const float> row(logits.data() + (i % 3) * vocab, vocab);
+      const SampleResult want =
+          sampler.sample(row, params[i], SampleContext{prompt, output, eos}, copies[i]);
+      const SampleResult got = Sampler::result(out[i], params[i]);
+      EXPECT_EQ(got.token, want.token) << "step " << step << " params " << i;
+      EXPECT_EQ(got.logprob, want.logprob) << "params " << i;
+      EXPECT_EQ(got.top_logprobs, want.top_logprobs) << "params " << i;
+      EXPECT_EQ(rngs[i].next_u64(), copies[i].next_u64()) << "rng use differs, params " << i;
+    }
+    if (step == 0) {
+      // min_tokens: neither EOS nor the stop token can come out.
+      EXPECT_NE(Sampler::result(out[3], params[3]).token, 8);
+      EXPECT_NE(Sampler::result(out[3], params[3]).token, 1200);
+    }
+  }
 }
 
 }  // namespace
