@@ -1,17 +1,25 @@
 // `baton gateway`: the router in front of the instances (gateway/gateway.h).
 // Configured from a YAML file (--config, reloaded on SIGHUP) or from simple
-// flags for the common cases.
+// flags for the common cases. With --etcd, the instances registered in etcd
+// (controller::EtcdMembership) join the configured ones, and every change of
+// the membership is applied through the same reload as a SIGHUP.
 
 #include "gateway/gateway.h"
 
+#include <atomic>
 #include <csignal>
 #include <iostream>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/controller_settings.h"
 #include "common/logging.h"
+#include "controller/membership.h"
 
 namespace baton::cli {
 
@@ -32,6 +40,7 @@ struct GatewayFlags {
   bool no_access_log = false;
   std::string log_level = "info";
   bool log_json = false;
+  EtcdFlags etcd;
 };
 
 // Flags override the file (or the defaults when there is none).
@@ -65,11 +74,133 @@ Result<gateway::GatewayConfig> build_config(const GatewayFlags& f) {
     BATON_ASSIGN_OR_RETURN(gateway::PolicyKind p, gateway::parse_policy(f.policy));
     for (auto& g : c.groups) g.policy = p;
   }
-  if (c.instances.empty()) {
-    return invalid_argument("no instances: give --config, --upstream, or --prefill and --decode");
+  if (c.instances.empty() && f.etcd.url.empty()) {
+    return invalid_argument(
+        "no instances: give --config, --upstream, --prefill and --decode, or --etcd");
   }
   return c;
 }
+
+// The configured instances plus the etcd members the config can route: a
+// member whose id is a configured instance's name, whose group the config
+// does not have, or whose P/D role needs a cluster token the config lacks is
+// left out (and logged).
+gateway::GatewayConfig with_members(gateway::GatewayConfig c,
+                                    const std::vector<controller::Member>& members) {
+  std::set<std::string> names, groups;
+  for (const auto& inst : c.instances) names.insert(inst.name);
+  for (const auto& g : c.groups) groups.insert(g.name);
+  for (const controller::Member& m : members) {
+    if (names.contains(m.id)) {
+      BATON_LOG_WARN("etcd member {}: a configured instance has that name; left out", m.id);
+      continue;
+    }
+    if (!groups.contains(m.group)) {
+      BATON_LOG_WARN("etcd member {}: group '{}' is not one of the gateway's; left out", m.id,
+                     m.group);
+      continue;
+    }
+    if (m.role != gateway::Role::kMixed && c.cluster_token.empty()) {
+      BATON_LOG_WARN("etcd member {}: role {} needs --cluster-token; left out", m.id,
+                     gateway::role_name(m.role));
+      continue;
+    }
+    gateway::InstanceConfig inst;
+    inst.name = m.id;
+    inst.host = m.host;
+    inst.port = m.port;
+    inst.role = m.role;
+    inst.group = m.group;
+    c.instances.push_back(std::move(inst));
+    names.insert(m.id);
+  }
+  return c;
+}
+
+// Applies the configuration (flags and file) merged with the etcd members to
+// the running gateway, from the SIGHUP path and from the membership watch.
+// Thread-safe.
+class Reloader {
+ public:
+  Reloader(gateway::Gateway& gw, gateway::GatewayConfig base,
+           const controller::Membership* membership)
+      : gw_(gw), base_(std::move(base)), membership_(membership) {}
+
+  // A new configuration (SIGHUP); errors keep the running one.
+  Status set_base(gateway::GatewayConfig base) {
+    std::lock_guard lock(mu_);
+    BATON_RETURN_IF_ERROR(gw_.reload(merged(base)));
+    base_ = std::move(base);
+    return Status::ok();
+  }
+  // The membership changed.
+  Status refresh() {
+    std::lock_guard lock(mu_);
+    return gw_.reload(merged(base_));
+  }
+
+ private:
+  gateway::GatewayConfig merged(const gateway::GatewayConfig& base) const {
+    return membership_ ? with_members(base, membership_->members()) : base;
+  }
+
+  gateway::Gateway& gw_;
+  std::mutex mu_;
+  gateway::GatewayConfig base_;
+  const controller::Membership* membership_;
+};
+
+// Reloads the gateway at every change of the membership, on a thread of its
+// own; stop() returns within kPoll.
+class MembershipFollower {
+ public:
+  static constexpr std::chrono::milliseconds kPoll{250};
+
+  MembershipFollower(const controller::Membership& m, Reloader& reloader)
+      : membership_(m), reloader_(reloader) {
+    thread_ = std::thread([this] { run(); });
+  }
+  ~MembershipFollower() { stop(); }
+  void stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void run() {
+    uint64_t seen = membership_.version();
+    std::set<std::string> before = ids();
+    while (!stop_.load()) {
+      uint64_t now = membership_.wait_for_change(seen, SteadyClock::instance().now() + kPoll);
+      if (now == seen) continue;
+      seen = now;
+      std::set<std::string> after = ids();
+      std::string added, removed;
+      for (const auto& id : after) {
+        if (!before.contains(id)) added += " " + id;
+      }
+      for (const auto& id : before) {
+        if (!after.contains(id)) removed += " " + id;
+      }
+      before = std::move(after);
+      BATON_LOG_INFO("etcd: membership changed ({} members; joined:{}; left:{})", before.size(),
+                     added.empty() ? " -" : added, removed.empty() ? " -" : removed);
+      if (Status s = reloader_.refresh(); !s.is_ok()) {
+        BATON_LOG_ERROR("etcd: keeping the running instances: {}", s.message());
+      }
+    }
+  }
+  std::set<std::string> ids() const {
+    std::set<std::string> out;
+    for (const auto& m : membership_.members()) out.insert(m.id);
+    return out;
+  }
+
+  const controller::Membership& membership_;
+  Reloader& reloader_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
 
 int run_gateway(const GatewayFlags& f) {
   LogOptions log;
@@ -91,15 +222,41 @@ int run_gateway(const GatewayFlags& f) {
   sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  std::unique_ptr<controller::EtcdMembership> membership;
+  if (!f.etcd.url.empty()) {
+    auto target = etcd_target(f.etcd);
+    if (!target.is_ok()) {
+      std::cerr << "baton gateway: " << target.status().message() << "\n";
+      return kExitUsage;
+    }
+    auto m = controller::EtcdMembership::start(target->endpoint, target->prefix);
+    if (!m.is_ok()) {
+      std::cerr << "baton gateway: etcd at " << f.etcd.url
+                << " is not reachable: " << m.status().message() << "\n";
+      return kExitFailure;
+    }
+    membership = std::move(*m);
+  }
   const std::string host = config->host;
-  const size_t instances = config->instances.size();
-  auto gw = gateway::Gateway::start(std::move(*config));
+  gateway::GatewayConfig first =
+      membership ? with_members(*config, membership->members()) : *config;
+  const size_t instances = first.instances.size();
+  auto gw = gateway::Gateway::start(std::move(first));
   if (!gw.is_ok()) {
     std::cerr << "baton gateway: " << gw.status().message() << "\n";
     return kExitFailure;
   }
-  BATON_LOG_INFO("gateway listening on http://{}:{} over {} instances", host, (*gw)->port(),
-                 instances);
+  Reloader reloader(**gw, std::move(*config), membership.get());
+  std::unique_ptr<MembershipFollower> follower;
+  if (membership) {
+    follower = std::make_unique<MembershipFollower>(*membership, reloader);
+    // A change between the first list and the follower's start is caught here.
+    if (Status s = reloader.refresh(); !s.is_ok()) {
+      BATON_LOG_ERROR("etcd: keeping the running instances: {}", s.message());
+    }
+  }
+  BATON_LOG_INFO("gateway listening on http://{}:{} over {} instances{}", host, (*gw)->port(),
+                 instances, membership ? " (and those registered in etcd)" : "");
   std::cout << "Baton gateway on http://" << host << ":" << (*gw)->port() << "/v1\n" << std::flush;
   while (true) {
     int sig = 0;
@@ -113,10 +270,12 @@ int run_gateway(const GatewayFlags& f) {
       BATON_LOG_ERROR("SIGHUP: keeping the running config: {}", next.status().message());
       continue;
     }
-    if (Status s = (*gw)->reload(std::move(*next)); !s.is_ok()) {
+    if (Status s = reloader.set_base(std::move(*next)); !s.is_ok()) {
       BATON_LOG_ERROR("SIGHUP: keeping the running config: {}", s.message());
     }
   }
+  if (follower) follower->stop();
+  if (membership) membership->stop();
   (*gw)->stop();
   return kExitOk;
 }
@@ -148,6 +307,7 @@ Run register_gateway(CLI::App& app) {
   cmd->add_flag("--no-access-log", f->no_access_log, "No access log line per request");
   cmd->add_option("--log-level", f->log_level, "trace, debug, info, warn, error or off");
   cmd->add_flag("--log-json", f->log_json, "Log JSON lines");
+  add_etcd_flags(*cmd, f->etcd, "whose registered instances join the configured ones");
   return [f] { return run_gateway(*f); };
 }
 

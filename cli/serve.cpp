@@ -1,13 +1,24 @@
-// `baton serve`: one engine behind the OpenAI-compatible API.
+// `baton serve`: one engine behind the OpenAI-compatible API. With --etcd the
+// instance registers itself (controller::EtcdRegistration) once it is ready,
+// re-puts its registration when its role changes, and revokes it on a
+// graceful stop.
 
+#include <unistd.h>
+
+#include <condition_variable>
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <thread>
 
 #include "cli/commands.h"
+#include "cli/controller_settings.h"
 #include "common/logging.h"
+#include "controller/membership.h"
 #include "engine/engine.h"
 #include "model/model_path.h"
 #include "server/instance_server.h"
@@ -54,7 +65,120 @@ struct ServeFlags {
   int max_headers = 100;
   std::string log_level = "info";
   bool log_json = false;
+  EtcdFlags etcd;
+  std::string group = "default";
+  std::string advertise_host;
+  std::string instance_id;
+  int64_t etcd_ttl_s = 10;
 };
+
+// The instance's etcd registration, kept in step with its role. The server's
+// role-change callback only records the new role (it must not block); a
+// thread of this object puts it to etcd, retrying every second until etcd
+// takes it. Thread-safe.
+class EtcdPresence {
+ public:
+  EtcdPresence(EtcdTarget target, controller::Member member, int64_t ttl_s)
+      : target_(std::move(target)), ttl_s_(ttl_s), member_(std::move(member)) {}
+  ~EtcdPresence() { stop(); }
+
+  // Fails fast, before a long model load, when etcd cannot be reached.
+  Status check_reachable() {
+    controller::EtcdClient client(target_.endpoint);
+    return client.range_prefix(key()).status();
+  }
+
+  // Grants the lease and puts the key (with the latest role) for the instance
+  // serving on `port`, then follows role changes.
+  Status start(uint16_t port) {
+    controller::Member m;
+    {
+      std::lock_guard lock(mu_);
+      member_.port = port;
+      if (member_.id.empty()) member_.id = member_.address();
+      m = member_;
+      pending_ = false;
+    }
+    auto reg = controller::EtcdRegistration::start(target_.endpoint, target_.prefix, m, ttl_s_);
+    if (!reg.is_ok()) return reg.status();
+    std::lock_guard lock(mu_);
+    registration_ = std::move(*reg);
+    thread_ = std::thread([this] { run(); });
+    return Status::ok();
+  }
+
+  // Never blocks: the put happens on this object's thread.
+  void role_changed(server::Role role) {
+    {
+      std::lock_guard lock(mu_);
+      member_.role = role;
+      pending_ = true;
+    }
+    cv_.notify_all();
+  }
+
+  // Revokes the lease: the key disappears at once. Idempotent.
+  void stop() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+    if (registration_) registration_->stop();
+  }
+
+  std::string key() const {
+    std::lock_guard lock(mu_);
+    controller::Member m = member_;
+    if (m.id.empty()) m.id = m.address();
+    return controller::member_key(target_.prefix, m);
+  }
+
+ private:
+  void run() {
+    std::unique_lock lock(mu_);
+    while (!stopping_) {
+      if (!pending_) {
+        cv_.wait(lock, [&] { return stopping_ || pending_; });
+        continue;
+      }
+      controller::Member m = member_;
+      pending_ = false;
+      lock.unlock();
+      Status s = registration_->update(m);
+      lock.lock();
+      if (s.is_ok()) {
+        BATON_LOG_INFO("etcd: registration updated to role {}", controller::role_name(m.role));
+        continue;
+      }
+      BATON_LOG_WARN("etcd: putting role {}: {}; retrying", controller::role_name(m.role),
+                     s.to_string());
+      pending_ = true;
+      cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; });
+    }
+  }
+
+  const EtcdTarget target_;
+  const int64_t ttl_s_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  controller::Member member_;  // guarded by mu_
+  bool pending_ = false;       // member_ not yet put
+  bool stopping_ = false;
+  std::unique_ptr<controller::EtcdRegistration> registration_;
+  std::thread thread_;
+};
+
+// The address others reach this instance at: --advertise-host, else the bound
+// host unless it is a wildcard, else this machine's name.
+std::string advertise_host(const ServeFlags& f) {
+  if (!f.advertise_host.empty()) return f.advertise_host;
+  if (f.host != "0.0.0.0" && f.host != "::" && f.host != "[::]" && !f.host.empty()) return f.host;
+  char name[256] = {};
+  if (gethostname(name, sizeof(name) - 1) == 0 && name[0] != '\0') return name;
+  return "127.0.0.1";
+}
 
 // Blocks SIGINT/SIGTERM in every thread (call before starting any), then
 // waits for one of them on the calling thread.
@@ -76,6 +200,31 @@ int run_serve(const ServeFlags& f) {
     return kExitUsage;
   }
   sigset_t signals = block_stop_signals();
+
+  std::unique_ptr<EtcdPresence> etcd;
+  if (!f.etcd.url.empty()) {
+    auto target = etcd_target(f.etcd);
+    if (!target.is_ok()) {
+      std::cerr << "baton serve: " << target.status().message() << "\n";
+      return kExitUsage;
+    }
+    if (f.group.empty() || f.group.find('/') != std::string::npos) {
+      std::cerr << "baton serve: --group: a non-empty name without '/'\n";
+      return kExitUsage;
+    }
+    controller::Member m;
+    m.host = advertise_host(f);
+    m.port = static_cast<uint16_t>(f.port);  // the bound one once known
+    m.role = *server::parse_role(f.role);
+    m.group = f.group;
+    m.id = f.instance_id;  // empty: host:port once bound
+    etcd = std::make_unique<EtcdPresence>(std::move(*target), m, f.etcd_ttl_s);
+    if (Status s = etcd->check_reachable(); !s.is_ok()) {
+      std::cerr << "baton serve: etcd at " << f.etcd.url << " is not reachable: " << s.message()
+                << "\n";
+      return kExitFailure;
+    }
+  }
 
   server::ServerOptions so;
   so.http.host = f.host;
@@ -99,6 +248,9 @@ int run_serve(const ServeFlags& f) {
   }
   so.pd.kv_host = f.kv_host;
   so.pd.kv_port = static_cast<uint16_t>(f.kv_port);
+  if (etcd) {
+    so.on_role_changed = [presence = etcd.get()](server::Role r) { presence->role_changed(r); };
+  }
   auto server = server::InstanceServer::start(so);
   if (!server.is_ok()) {
     std::cerr << "baton serve: " << server.status().message() << "\n";
@@ -137,6 +289,16 @@ int run_serve(const ServeFlags& f) {
     std::cerr << "baton serve: " << s.message() << "\n";
     return kExitFailure;
   }
+  if (etcd) {
+    // Only now: a registered instance is one the gateway may route to.
+    if (Status s = etcd->start((*server)->port()); !s.is_ok()) {
+      std::cerr << "baton serve: registering in etcd at " << f.etcd.url << ": " << s.message()
+                << "\n";
+      (*server)->stop();
+      return kExitFailure;
+    }
+    BATON_LOG_INFO("etcd: registered as {} (lease TTL {} s)", etcd->key(), f.etcd_ttl_s);
+  }
   BATON_LOG_INFO("ready: http://{}:{}/v1 (model {})", f.host, (*server)->port(), f.model);
   std::cout
       << "Baton is serving on http://" << f.host << ":" << (*server)->port() << "/v1\n"
@@ -147,6 +309,8 @@ int run_serve(const ServeFlags& f) {
   int sig = 0;
   sigwait(&signals, &sig);
   BATON_LOG_INFO("signal {}: shutting down", sig);
+  // Out of the membership first, so that routers stop sending work at once.
+  if (etcd) etcd->stop();
   (*server)->stop();
   return kExitOk;
 }
@@ -230,6 +394,22 @@ Run register_serve(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--log-level", f->log_level, "trace, debug, info, warn, error or off");
   cmd->add_flag("--log-json", f->log_json, "Log JSON lines");
+  CLI::Option* etcd = add_etcd_flags(*cmd, f->etcd, "to register this instance with, once ready");
+  cmd->add_option("--group", f->group, "Scenario group registered in etcd")
+      ->capture_default_str()
+      ->needs(etcd);
+  cmd->add_option("--advertise-host", f->advertise_host,
+                  "Host registered in etcd (default: --host, or this machine's name when --host "
+                  "is a wildcard)")
+      ->needs(etcd);
+  cmd->add_option("--instance-id", f->instance_id,
+                  "Id registered in etcd, unique in the cluster (default: host:port)")
+      ->needs(etcd);
+  cmd->add_option("--etcd-ttl", f->etcd_ttl_s,
+                  "Lease TTL in seconds: a crashed instance leaves the membership within it")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str()
+      ->needs(etcd);
   return [f] { return run_serve(*f); };
 }
 

@@ -57,6 +57,12 @@ struct ServerOptions {
   std::string served_model_name;  // the `model` clients send; default: the model's name
   int32_t max_tokens_limit = 0;   // largest max_tokens accepted; 0: the context length
   PdOptions pd;
+  // Called once a role change (POST /internal/role) has switched the
+  // instance, with its new role; changes are reported in order. It runs on a
+  // thread that serves requests, under the role lock: it must not block or
+  // call into the server (hand slow work, e.g. an etcd put, to a thread of
+  // its own). Empty: nobody is told.
+  std::function<void(Role)> on_role_changed;
 };
 
 class InstanceServer {
@@ -66,12 +72,6 @@ class InstanceServer {
   static Result<std::unique_ptr<InstanceServer>> start(ServerOptions options);
   ~InstanceServer();
 
-  // Called once a role change (POST /internal/role) has switched the
-  // instance, with its new role; changes are reported in order. It runs on a
-  // thread that serves requests, under the role lock: it must not block or
-  // call into the server (hand slow work, e.g. an etcd put, to a thread of
-  // its own). Empty: nobody is told.
-  std::function<void(Role)> on_role_changed;
   // Takes the loaded (not yet started) engine, starts it and becomes ready.
   Status attach_engine(std::unique_ptr<engine::Engine> engine);
 

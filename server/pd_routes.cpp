@@ -959,6 +959,7 @@ void InstanceServer::Impl::finish_role_change() {
   draining_.store(false);
   BATON_LOG_INFO("role change {} -> {} done ({} requests still in flight go on)", role_name(from),
                  role_name(target_role_), busy);
+  if (options_.on_role_changed) options_.on_role_changed(target_role_);
 }
 
 }  // namespace baton::server
