@@ -52,6 +52,7 @@ struct BenchFlags {
   int prefix_groups = 0;
   int turns = 1;
   std::vector<std::string> scenarios;
+  std::vector<std::string> shape_phases;
   std::string trace;
   std::string save_trace;
   std::vector<std::string> goodput;
@@ -97,12 +98,44 @@ Result<std::vector<double>> parse_list(const std::string& text, const std::strin
 
 std::string rate_name(double rate) { return std::isinf(rate) ? "inf" : fmt::format("{:g}", rate); }
 
+// The base scenario of the length flags.
+Result<bench::Scenario> base_scenario(const BenchFlags& f) {
+  bench::Scenario base;
+  BATON_ASSIGN_OR_RETURN(auto dist, bench::parse_length_distribution(f.length_distribution));
+  base.input = {f.input_len, dist, f.range_ratio, f.lognormal_sigma};
+  base.output = {f.output_len, dist, f.range_ratio, f.lognormal_sigma};
+  return base;
+}
+
+// The --phase flags, in order (empty without them).
+Result<std::vector<bench::ShapePhase>> shape_phases(const BenchFlags& f) {
+  std::vector<bench::ShapePhase> phases;
+  if (f.shape_phases.empty()) return phases;
+  BATON_ASSIGN_OR_RETURN(bench::Scenario base, base_scenario(f));
+  for (const std::string& text : f.shape_phases) {
+    BATON_ASSIGN_OR_RETURN(auto p, bench::parse_shape_phase(text, base));
+    phases.push_back(std::move(p));
+  }
+  return phases;
+}
+
 // The workload for one request rate (a trace keeps its own arrival times).
 Result<std::vector<RequestSpec>> build_workload(const BenchFlags& f, double rate,
                                                 std::string& description) {
   if (!f.trace.empty()) {
     description = "trace " + f.trace;
     return bench::read_trace(f.trace);
+  }
+  if (!f.shape_phases.empty()) {
+    BATON_ASSIGN_OR_RETURN(auto phases, shape_phases(f));
+    description =
+        fmt::format("shape phases (range_ratio={} dist={}):", f.range_ratio, f.length_distribution);
+    for (const auto& p : phases) {
+      description += fmt::format(" {} {:g}s@{:g}/s in={} out={};", p.name, p.duration_s, p.rate,
+                                 p.input.mean, p.output.mean);
+    }
+    description.pop_back();
+    return bench::make_phased_workload(phases, f.seed, f.burstiness);
   }
   bench::WorkloadOptions w;
   w.num_prompts = f.num_prompts;
@@ -113,10 +146,7 @@ Result<std::vector<RequestSpec>> build_workload(const BenchFlags& f, double rate
   if (!f.rate_phases.empty()) {
     BATON_ASSIGN_OR_RETURN(w.arrivals.phases, bench::parse_phases(f.rate_phases));
   }
-  bench::Scenario base;
-  BATON_ASSIGN_OR_RETURN(auto dist, bench::parse_length_distribution(f.length_distribution));
-  base.input = {f.input_len, dist, f.range_ratio, f.lognormal_sigma};
-  base.output = {f.output_len, dist, f.range_ratio, f.lognormal_sigma};
+  BATON_ASSIGN_OR_RETURN(bench::Scenario base, base_scenario(f));
   base.prefix_len = f.prefix_len;
   base.prefix_groups = f.prefix_len > 0 ? std::max(1, f.prefix_groups) : 0;
   if (f.scenarios.empty()) {
@@ -199,6 +229,8 @@ Result<nlohmann::json> run_one(const BenchFlags& f, const Target& t, double rate
   info.request_rate = rate;
   if (!f.trace.empty()) {
     info.rate_note = "trace";
+  } else if (!f.shape_phases.empty()) {
+    info.rate_note = "shape phases";
   } else if (!f.rate_phases.empty()) {
     info.rate_note = "phases " + f.rate_phases;
   }
@@ -235,15 +267,37 @@ Result<nlohmann::json> run_one(const BenchFlags& f, const Target& t, double rate
     }
     result["scenarios"] = std::move(scenarios);
   }
+  // Shape phases: the same metrics per phase, each over its own requests and
+  // duration.
+  if (!f.shape_phases.empty() && f.trace.empty()) {
+    BATON_ASSIGN_OR_RETURN(auto phases, shape_phases(f));
+    std::vector<double> starts = bench::phase_starts(phases);
+    std::vector<bench::PhaseWindow> windows;
+    for (size_t i = 0; i < phases.size(); ++i) {
+      windows.push_back({phases[i].name, starts[i], phases[i].duration_s});
+    }
+    auto pm = bench::compute_phase_metrics(run.records, windows, slo, ps);
+    std::cout << "Per phase (requests by the phase they arrived in; rates over the phase's "
+                 "duration):\n"
+              << bench::format_phases(pm, ps);
+    nlohmann::json pj = bench::phases_json(pm);
+    for (size_t i = 0; i < phases.size(); ++i) {
+      pj[i]["rate"] = phases[i].rate;
+      pj[i]["input_len"] = phases[i].input.mean;
+      pj[i]["output_len"] = phases[i].output.mean;
+    }
+    result["phases"] = std::move(pj);
+  }
   if (!f.result_dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(f.result_dir, ec);
     std::string base =
         (std::filesystem::path(f.result_dir) /
          fmt::format("{}_{}{}", t.label,
-                     !f.trace.empty()         ? std::string("trace")
-                     : !f.rate_phases.empty() ? std::string("phases")
-                                              : "rate-" + rate_name(rate),
+                     !f.trace.empty() ? std::string("trace")
+                     : !f.rate_phases.empty() || !f.shape_phases.empty()
+                         ? std::string("phases")
+                         : "rate-" + rate_name(rate),
                      f.max_concurrency > 0 ? fmt::format("_conc-{}", f.max_concurrency) : ""))
             .string();
     BATON_RETURN_IF_ERROR(bench::write_json(base + ".json", result));
@@ -281,11 +335,21 @@ int run_all(const BenchFlags& f, const std::vector<Target>& targets, const char*
   }
   auto rates = parse_list(f.request_rate, "--request-rate");
   if (!rates.is_ok()) return fail(cmd, rates.status());
-  if (!f.trace.empty() || !f.rate_phases.empty()) {
+  if (!f.shape_phases.empty()) {
+    if (!f.trace.empty() || !f.rate_phases.empty() || !f.scenarios.empty() || f.turns > 1 ||
+        f.prefix_len > 0) {
+      return fail(cmd, invalid_argument("--phase sets the whole workload: it does not combine "
+                                        "with --trace, --rate-phases, --scenario, --multi-turn "
+                                        "or --random-prefix-len"));
+    }
+    auto phases = shape_phases(f);
+    if (!phases.is_ok()) return fail(cmd, phases.status());
+  }
+  if (!f.trace.empty() || !f.rate_phases.empty() || !f.shape_phases.empty()) {
     // The trace or the phases set the arrival times; there is one run.
     if (rates->size() > 1) {
-      return fail(cmd, invalid_argument("--request-rate takes one value with --trace or "
-                                        "--rate-phases (they set the arrivals)"));
+      return fail(cmd, invalid_argument("--request-rate takes one value with --trace, "
+                                        "--rate-phases or --phase (they set the arrivals)"));
     }
   }
   // Target by target (a launched one is up only for its own runs), then the
@@ -324,7 +388,7 @@ int run_all(const BenchFlags& f, const std::vector<Target>& targets, const char*
   if (targets.size() > 1) {
     for (size_t k = 0; k < rates->size(); ++k) {
       std::cout << "\nComparison at request rate "
-                << (f.trace.empty() && f.rate_phases.empty()
+                << (f.trace.empty() && f.rate_phases.empty() && f.shape_phases.empty()
                         ? rate_name((*rates)[k])
                         : "of the " + std::string(f.trace.empty() ? "phases" : "trace"))
                 << ":\n"
@@ -399,6 +463,11 @@ void add_run_options(CLI::App* cmd, BenchFlags& f) {
   cmd->add_option("--scenario", f.scenarios,
                   "NAME:WEIGHT:IN:OUT[:PREFIX_GROUPS:PREFIX_LEN], repeatable; sent as "
                   "x-baton-scenario");
+  cmd->add_option("--phase", f.shape_phases,
+                  "NAME:DURATION_S:RATE:IN:OUT, repeatable: phases run once, in order, each "
+                  "with its own Poisson rate and lengths (the request shape shifts); adds "
+                  "per-phase metrics; the phases set the number of requests")
+      ->allow_extra_args(false);
   cmd->add_option("--trace", f.trace, "Replay a JSONL trace instead of a synthetic workload")
       ->check(CLI::ExistingFile);
   cmd->add_option("--save-trace", f.save_trace, "Save the workload as a JSONL trace");

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -22,8 +23,8 @@
 #include <vector>
 
 #include "cli/commands.h"
-#include "common/config.h"
 #include "cli/controller_settings.h"
+#include "common/config.h"
 #include "common/logging.h"
 #include "controller/controller.h"
 #include "controller/membership.h"
@@ -54,6 +55,13 @@ struct UpFlags {
   std::string cluster_token;
   bool no_controller = false;
   ControllerSettings controller;  // its port, SLOs and whether it adjusts the ratio
+  // Controller timings (benchmarks shorten them); unset: the defaults of
+  // ControllerOptions and RatioPolicy.
+  std::optional<int> controller_interval_ms;
+  std::optional<double> load_window_s;
+  std::optional<int> sustain_rounds;
+  std::optional<double> cooldown_s;
+  std::optional<double> reverse_cooldown_s;
   int ready_timeout_s = 600;
   int restart_unhealthy_after_s = 20;
 };
@@ -416,6 +424,12 @@ int run_up(UpFlags f, const CLI::App& cmd) {
     f.controller.cluster_token = f.cluster_token;
     ctl::ControllerOptions o = controller_options(f.controller);
     o.adjust_ratio = o.adjust_ratio && pd;
+    auto ms = [](double s) { return std::chrono::milliseconds(std::llround(s * 1000)); };
+    if (f.controller_interval_ms) o.interval = std::chrono::milliseconds(*f.controller_interval_ms);
+    if (f.load_window_s) o.load_window = ms(*f.load_window_s);
+    if (f.sustain_rounds) o.ratio.sustain_rounds = *f.sustain_rounds;
+    if (f.cooldown_s) o.ratio.cooldown = ms(*f.cooldown_s);
+    if (f.reverse_cooldown_s) o.ratio.reverse_cooldown = ms(*f.reverse_cooldown_s);
     auto c = ctl::Controller::start(o, membership);
     if (!c.is_ok()) {
       std::cerr << "baton up: controller: " << c.status().message() << "\n";
@@ -639,6 +653,20 @@ Run register_up(CLI::App& app) {
   cmd->add_flag("--no-ratio", f->controller.no_adjust_ratio,
                 "The controller only advises on the P/D ratio");
   add_slo_flags(*cmd, f->controller);
+  cmd->add_option("--controller-interval-ms", f->controller_interval_ms,
+                  "How often the controller probes and decides (default 1000)")
+      ->check(CLI::Range(50, 60000));
+  cmd->add_option("--load-window-s", f->load_window_s,
+                  "Span of load reports the ratio policy judges (default 10)")
+      ->check(CLI::Range(0.05, 3600.0));
+  cmd->add_option("--ratio-sustain-rounds", f->sustain_rounds,
+                  "Rounds a bottleneck must last before a role change (default 3)")
+      ->check(CLI::Range(1, 1000));
+  cmd->add_option("--ratio-cooldown-s", f->cooldown_s, "Hold after a role change (default 30)")
+      ->check(CLI::Range(0.0, 86400.0));
+  cmd->add_option("--ratio-reverse-cooldown-s", f->reverse_cooldown_s,
+                  "Wait before a change opposite to the last one (default 120)")
+      ->check(CLI::Range(0.0, 86400.0));
   cmd->add_option("--ready-timeout", f->ready_timeout_s, "Seconds to wait for health")
       ->check(CLI::Range(1, 86400));
   cmd->add_option("--restart-unhealthy-after", f->restart_unhealthy_after_s,

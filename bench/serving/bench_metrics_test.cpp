@@ -212,5 +212,91 @@ TEST(Report, ComparisonShowsRatiosAgainstTheFirst) {
   EXPECT_NE(t.find("0.50x"), std::string::npos) << t;  // TTFT 50 / 100
 }
 
+// Two phases: "a" from 0 to 10 s, "b" from 10 to 15 s. Requests belong to
+// the phase they arrived in, even when they end after it.
+std::vector<RequestRecord> phased_sample() {
+  auto tag = [](RequestRecord r, const char* phase) {
+    r.phase = phase;
+    return r;
+  };
+  RequestRecord failed;
+  failed.phase = "b";
+  failed.start_s = 12;
+  failed.error = "HTTP 503";
+  return {tag(ok(1.0, 0.1, {0.02, 0.02}, 0.14, 3, 64), "a"),  // meets both SLOs
+          tag(ok(9.5, 0.2, {0.2, 0.2}, 0.6, 3, 64), "a"),     // TPOT 200 ms: misses
+          tag(ok(10.5, 0.4, {0.01}, 0.41, 2, 900), "b"),      // meets both
+          tag(ok(14.9, 2.5, {0.01}, 2.51, 2, 900), "b"),      // TTFT 2.5 s: misses, ends at 17.4
+          tag(ok(11.0, 0.3, {}, 0.3, 1, 900), "b"),           // one token: TPOT counts as 0
+          failed};
+}
+
+TEST(PhaseMetrics, EachPhaseCountsItsOwnRequestsOverItsOwnDuration) {
+  GoodputSlo slo;
+  slo.ttft_ms = 1000;
+  slo.tpot_ms = 100;
+  auto pm =
+      compute_phase_metrics(phased_sample(), {{"a", 0, 10}, {"b", 10, 5}, {"c", 15, 5}}, slo, {90});
+  ASSERT_EQ(pm.size(), 3u);
+  EXPECT_EQ(pm[0].window.name, "a");
+  EXPECT_EQ(pm[0].metrics.completed, 2);
+  EXPECT_EQ(pm[0].metrics.failed, 0);
+  EXPECT_NEAR(pm[0].metrics.request_throughput, 0.2, kEps);  // 2 over 10 s
+  ASSERT_TRUE(pm[0].metrics.request_goodput.has_value());
+  EXPECT_NEAR(*pm[0].metrics.request_goodput, 0.1, kEps);  // 1 good over 10 s
+  EXPECT_EQ(pm[0].metrics.total_input, 128);
+
+  EXPECT_EQ(pm[1].metrics.completed, 3);
+  EXPECT_EQ(pm[1].metrics.failed, 1);
+  EXPECT_NEAR(pm[1].metrics.request_throughput, 0.6, kEps);  // 3 over 5 s
+  EXPECT_NEAR(*pm[1].metrics.request_goodput, 0.4, kEps);    // 2 good over 5 s
+  EXPECT_NEAR(pm[1].metrics.ttft_ms.mean, (400 + 2500 + 300) / 3.0, 1e-6);
+  EXPECT_NEAR(pm[1].metrics.duration_s, 5, kEps);
+
+  // A phase no request arrived in: zeros, not an error.
+  EXPECT_EQ(pm[2].metrics.completed, 0);
+  EXPECT_EQ(*pm[2].metrics.request_goodput, 0);
+}
+
+TEST(PhaseMetrics, JsonAndTableCarryEveryPhase) {
+  GoodputSlo slo;
+  slo.ttft_ms = 1000;
+  auto pm = compute_phase_metrics(phased_sample(), {{"a", 0, 10}, {"b", 10, 5}}, slo, {90, 99});
+  nlohmann::json j = phases_json(pm);
+  ASSERT_TRUE(j.is_array());
+  ASSERT_EQ(j.size(), 2u);
+  EXPECT_EQ(j[1]["name"], "b");
+  EXPECT_EQ(j[1]["start_s"], 10);
+  EXPECT_EQ(j[1]["duration_s"], 5);
+  EXPECT_EQ(j[1]["completed"], 3);
+  EXPECT_NEAR(j[1]["request_goodput"].get<double>(), 0.4, kEps);  // TPOT not checked here
+  EXPECT_TRUE(j[1].contains("p99_ttft_ms"));
+  EXPECT_FALSE(j[1].contains("timeline"));
+  std::string t = format_phases(pm, {90, 99});
+  EXPECT_NE(t.find("| b | 10 | 15 | 3 | 1 | 0.40 |"), std::string::npos) << t;
+  EXPECT_NE(t.find("P99 TTFT ms"), std::string::npos) << t;
+}
+
+TEST(Report, ComparisonAddsAGoodputRowPerPhase) {
+  nlohmann::json a = {{"label", "static"},
+                      {"request_goodput", 1.0},
+                      {"phases",
+                       {{{"name", "chat"}, {"request_goodput", 2.0}},
+                        {{"name", "summarize"}, {"request_goodput", 0.5}}}}};
+  nlohmann::json b = {{"label", "dynamic"},
+                      {"request_goodput", 1.5},
+                      {"phases",
+                       {{{"name", "summarize"}, {"request_goodput", 1.5}},
+                        {{"name", "chat"}, {"request_goodput", 2.0}}}}};
+  std::string t = format_comparison({a, b});
+  size_t chat = t.find("Goodput chat (req/s)");
+  size_t sum = t.find("Goodput summarize (req/s)");
+  ASSERT_NE(chat, std::string::npos) << t;
+  ASSERT_NE(sum, std::string::npos) << t;
+  // Matched by name, not position: 1.5 / 0.5 for summarize, 2 / 2 for chat.
+  EXPECT_NE(t.find("3.00x", sum), std::string::npos) << t;
+  EXPECT_NE(t.substr(chat, sum - chat).find("1.00x"), std::string::npos) << t;
+}
+
 }  // namespace
 }  // namespace baton::bench

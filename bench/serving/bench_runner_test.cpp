@@ -230,6 +230,43 @@ TEST(Runner, EveryRequestArrivesOnceAndIsRecorded) {
   EXPECT_EQ(m.failed, 0);
 }
 
+TEST(Runner, ShapePhasesSendEachPhasesShapeAndRecordItsPhase) {
+  FakeServer server;
+  ShapePhase a, b;
+  a.name = "short-in";
+  a.duration_s = 0.4;
+  a.rate = 60;
+  a.input.mean = 8;
+  a.output.mean = 12;
+  b = a;
+  b.name = "long-in";
+  b.input.mean = 64;
+  b.output.mean = 2;
+  auto specs = make_phased_workload({a, b}, 5, 1.0);
+  ASSERT_TRUE(specs.is_ok()) << specs.status().to_string();
+  ASSERT_GT(specs->size(), 10u);
+  auto run = run_benchmark(*specs, options_for(server), SteadyClock::instance());
+  ASSERT_TRUE(run.is_ok()) << run.status().to_string();
+  ASSERT_EQ(server.seen().size(), specs->size());
+  std::map<std::string, int> count;
+  for (size_t i = 0; i < specs->size(); ++i) {
+    const RequestRecord& r = run->records[i];
+    ASSERT_TRUE(r.success) << r.error;
+    EXPECT_EQ(r.phase, (*specs)[i].phase);
+    EXPECT_EQ(r.prompt_tokens, r.phase == "short-in" ? 8 : 64);
+    EXPECT_EQ(r.output_tokens, r.phase == "short-in" ? 12 : 2);
+    EXPECT_GE(r.start_s, r.phase == "short-in" ? 0.0 : 0.4);  // sent in its own phase or later
+    ++count[r.phase];
+  }
+  auto pm =
+      compute_phase_metrics(run->records, {{"short-in", 0, 0.4}, {"long-in", 0.4, 0.4}}, {}, {99});
+  ASSERT_EQ(pm.size(), 2u);
+  EXPECT_EQ(pm[0].metrics.completed, count["short-in"]);
+  EXPECT_EQ(pm[1].metrics.completed, count["long-in"]);
+  EXPECT_EQ(pm[0].metrics.total_output, 12 * count["short-in"]);
+  EXPECT_EQ(pm[1].metrics.total_input, 64 * count["long-in"]);
+}
+
 TEST(Runner, OpenLoopSendsNothingBeforeItsArrivalTime) {
   FakeServer server;
   auto specs = workload(40, 400);  // Poisson, mean gap 2.5 ms

@@ -261,6 +261,102 @@ TEST(Arrivals, PhasesChangeTheRateOverTime) {
   EXPECT_NEAR(low, 200, 60);
 }
 
+TEST(ShapePhases, ParseNameDurationRateAndLengths) {
+  Scenario base;
+  base.input.range_ratio = 0.25;
+  auto p = parse_shape_phase("chat:40:2.5:64:256", base);
+  ASSERT_TRUE(p.is_ok()) << p.status().to_string();
+  EXPECT_EQ(p->name, "chat");
+  EXPECT_EQ(p->duration_s, 40);
+  EXPECT_EQ(p->rate, 2.5);
+  EXPECT_EQ(p->input.mean, 64);
+  EXPECT_EQ(p->output.mean, 256);
+  EXPECT_EQ(p->input.range_ratio, 0.25);  // the base's distribution
+  for (const char* bad :
+       {"chat:40:2.5:64", ":40:2:64:256", "chat:0:2:64:256", "chat:40:0:64:256", "chat:40:2:0:256",
+        "chat:40:2:64:1.5", "chat:x:2:64:256", "chat:40:2:64:256:9"}) {
+    auto r = parse_shape_phase(bad, base);
+    EXPECT_FALSE(r.is_ok()) << bad;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << bad;
+  }
+}
+
+std::vector<ShapePhase> two_phases() {
+  ShapePhase a, b;
+  a.name = "short-in";
+  a.duration_s = 100;
+  a.rate = 10;
+  a.input.mean = 64;
+  a.output.mean = 256;
+  b.name = "long-in";
+  b.duration_s = 50;
+  b.rate = 4;
+  b.input.mean = 900;
+  b.output.mean = 8;
+  return {a, b};
+}
+
+TEST(ShapePhases, EachPhaseHasItsShapeRateAndWindow) {
+  auto phases = two_phases();
+  EXPECT_EQ(phase_starts(phases), (std::vector<double>{0, 100}));
+  auto specs = make_phased_workload(phases, 7, 1.0);
+  ASSERT_TRUE(specs.is_ok()) << specs.status().to_string();
+  int a = 0, b = 0;
+  double last = 0;
+  for (size_t i = 0; i < specs->size(); ++i) {
+    const RequestSpec& r = (*specs)[i];
+    EXPECT_EQ(r.id, static_cast<int64_t>(i));
+    EXPECT_GE(r.arrival_s, last);  // ordered by arrival
+    last = r.arrival_s;
+    EXPECT_LT(r.arrival_s, 150);
+    if (r.phase == "short-in") {
+      ++a;
+      EXPECT_LT(r.arrival_s, 100);
+      EXPECT_EQ(r.input_len, 64);
+      EXPECT_EQ(r.output_len, 256);
+    } else {
+      ASSERT_EQ(r.phase, "long-in");
+      ++b;
+      EXPECT_GE(r.arrival_s, 100);
+      EXPECT_EQ(r.input_len, 900);
+      EXPECT_EQ(r.output_len, 8);
+    }
+    EXPECT_EQ(r.scenario, "");  // untagged: one scenario group
+    EXPECT_EQ(word_count(prompt_text(r, 7)), r.input_len);
+  }
+  // Poisson counts: 1000 and 200 expected (sd about 32 and 14).
+  EXPECT_NEAR(a, 1000, 130);
+  EXPECT_NEAR(b, 200, 60);
+  // Phase a's requests all come before phase b's.
+  EXPECT_EQ((*specs)[a - 1].phase, "short-in");
+  EXPECT_EQ((*specs)[a].phase, "long-in");
+}
+
+TEST(ShapePhases, DeterministicInTheSeed) {
+  auto x = make_phased_workload(two_phases(), 3, 1.0);
+  auto y = make_phased_workload(two_phases(), 3, 1.0);
+  auto z = make_phased_workload(two_phases(), 4, 1.0);
+  ASSERT_TRUE(x.is_ok() && y.is_ok() && z.is_ok());
+  ASSERT_EQ(x->size(), y->size());
+  for (size_t i = 0; i < x->size(); ++i) EXPECT_EQ((*x)[i].arrival_s, (*y)[i].arrival_s);
+  bool differs = x->size() != z->size();
+  for (size_t i = 0; !differs && i < x->size(); ++i) {
+    differs = (*x)[i].arrival_s != (*z)[i].arrival_s;
+  }
+  EXPECT_TRUE(differs);
+}
+
+TEST(ShapePhases, BadPhaseListsAreRejected) {
+  EXPECT_FALSE(make_phased_workload({}, 0, 1.0).is_ok());
+  auto dup = two_phases();
+  dup[1].name = dup[0].name;
+  EXPECT_FALSE(make_phased_workload(dup, 0, 1.0).is_ok());
+  auto zero = two_phases();
+  zero[0].rate = 0;
+  EXPECT_FALSE(make_phased_workload(zero, 0, 1.0).is_ok());
+  EXPECT_FALSE(make_phased_workload(two_phases(), 0, 0.0).is_ok());
+}
+
 TEST(Trace, RoundTripsAWorkload) {
   WorkloadOptions w = basic(25, 64, 8);
   w.turns = 5;
@@ -289,6 +385,18 @@ TEST(Trace, RoundTripsAWorkload) {
     EXPECT_EQ(a.turn, b.turn);
     EXPECT_EQ(prompt_text(a, 0), prompt_text(b, 0));  // a replay sends the same text
   }
+}
+
+TEST(Trace, KeepsThePhaseOfEachRequest) {
+  auto specs = make_phased_workload(two_phases(), 1, 1.0);
+  ASSERT_TRUE(specs.is_ok());
+  std::string path = temp_path("phases.jsonl");
+  ASSERT_TRUE(write_trace(path, *specs).is_ok());
+  auto back = read_trace(path);
+  std::filesystem::remove(path);
+  ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+  ASSERT_EQ(back->size(), specs->size());
+  for (size_t i = 0; i < specs->size(); ++i) EXPECT_EQ((*back)[i].phase, (*specs)[i].phase);
 }
 
 TEST(Trace, BadLinesNameTheirLine) {

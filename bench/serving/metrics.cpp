@@ -165,4 +165,19 @@ BenchmarkMetrics compute_metrics(const std::vector<RequestRecord>& records, doub
   return m;
 }
 
+std::vector<PhaseMetrics> compute_phase_metrics(const std::vector<RequestRecord>& records,
+                                                const std::vector<PhaseWindow>& windows,
+                                                const GoodputSlo& slo,
+                                                const std::vector<double>& percentiles) {
+  std::vector<PhaseMetrics> out;
+  for (const PhaseWindow& w : windows) {
+    std::vector<RequestRecord> in_phase;
+    for (const RequestRecord& r : records) {
+      if (r.phase == w.name) in_phase.push_back(r);
+    }
+    out.push_back({w, compute_metrics(in_phase, w.duration_s, slo, percentiles)});
+  }
+  return out;
+}
+
 }  // namespace baton::bench

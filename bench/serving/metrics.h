@@ -37,6 +37,7 @@ namespace baton::bench {
 struct RequestRecord {
   int64_t id = 0;
   std::string scenario;
+  std::string phase;  // shape phases: the phase it arrived in
   bool success = false;
   std::string error;       // why it failed; "" on success
   int http_status = 0;     // 0 when no response came
@@ -110,6 +111,29 @@ struct BenchmarkMetrics {
 // Metrics of a run that lasted `duration_s` (> 0).
 BenchmarkMetrics compute_metrics(const std::vector<RequestRecord>& records, double duration_s,
                                  const GoodputSlo& slo, const std::vector<double>& percentiles);
+
+// A phase of a run whose request shape changes over time (workload.h's
+// ShapePhase), as the metrics see it.
+struct PhaseWindow {
+  std::string name;
+  double start_s = 0;     // from the run's start
+  double duration_s = 0;  // > 0
+};
+
+struct PhaseMetrics {
+  PhaseWindow window;
+  BenchmarkMetrics metrics;
+};
+
+// The metrics of each phase over the requests that arrived in it (records
+// whose `phase` is its name), with the phase's duration as the denominator of
+// every throughput: a phase's goodput is its requests that met every SLO,
+// whenever they ended, per second of the phase. One entry per window, in
+// order; a phase without requests has zero counts.
+std::vector<PhaseMetrics> compute_phase_metrics(const std::vector<RequestRecord>& records,
+                                                const std::vector<PhaseWindow>& windows,
+                                                const GoodputSlo& slo,
+                                                const std::vector<double>& percentiles);
 
 // The TPOT of one request in seconds (0 when it has fewer than 2 tokens).
 double request_tpot_s(const RequestRecord& r);

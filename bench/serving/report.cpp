@@ -73,23 +73,63 @@ std::string format_summary(const RunInfo& info, const BenchmarkMetrics& m) {
 }
 
 nlohmann::json record_json(const RequestRecord& r) {
-  return {{"id", r.id},
-          {"scenario", r.scenario},
-          {"success", r.success},
-          {"error", r.error},
-          {"http_status", r.http_status},
-          {"scheduled_s", r.scheduled_s},
-          {"start_s", r.start_s},
-          {"ttft_s", r.ttft_s},
-          {"tpot_s", request_tpot_s(r)},
-          {"e2el_s", r.latency_s},
-          {"itl_s", r.itl_s},
-          {"input_len", r.input_len},
-          {"output_len", r.output_len},
-          {"prompt_tokens", r.prompt_tokens},
-          {"output_tokens", r.output_tokens},
-          {"chunks", r.chunks},
-          {"generated_chars", r.generated_chars}};
+  nlohmann::json j = {{"id", r.id},
+                      {"scenario", r.scenario},
+                      {"success", r.success},
+                      {"error", r.error},
+                      {"http_status", r.http_status},
+                      {"scheduled_s", r.scheduled_s},
+                      {"start_s", r.start_s},
+                      {"ttft_s", r.ttft_s},
+                      {"tpot_s", request_tpot_s(r)},
+                      {"e2el_s", r.latency_s},
+                      {"itl_s", r.itl_s},
+                      {"input_len", r.input_len},
+                      {"output_len", r.output_len},
+                      {"prompt_tokens", r.prompt_tokens},
+                      {"output_tokens", r.output_tokens},
+                      {"chunks", r.chunks},
+                      {"generated_chars", r.generated_chars}};
+  if (!r.phase.empty()) j["phase"] = r.phase;
+  return j;
+}
+
+nlohmann::json phases_json(const std::vector<PhaseMetrics>& phases) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const PhaseMetrics& p : phases) {
+    nlohmann::json j = {{"name", p.window.name},
+                        {"start_s", p.window.start_s},
+                        {"duration_s", p.window.duration_s}};
+    j.update(metrics_json(p.metrics));
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+std::string format_phases(const std::vector<PhaseMetrics>& phases,
+                          const std::vector<double>& percentiles) {
+  std::string pk = percentiles.empty() ? std::string("median")
+                                       : "P" + percentile_key(percentiles.back()).substr(1);
+  auto high = [&](const Distribution& d) {
+    return d.percentiles.empty() ? d.median : d.percentiles.back().second;
+  };
+  std::string out = fmt::format(
+      "| phase | from s | to s | ok | failed | goodput req/s | req/s | output tok/s | mean TTFT ms "
+      "| "
+      "{0} TTFT ms | mean TPOT ms | {0} TPOT ms |\n",
+      pk);
+  out += "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+  for (const PhaseMetrics& p : phases) {
+    const BenchmarkMetrics& m = p.metrics;
+    out += fmt::format(
+        "| {} | {:.0f} | {:.0f} | {} | {} | {} | {:.2f} | {:.1f} | {:.1f} | {:.1f} | {:.1f} | "
+        "{:.1f} |\n",
+        p.window.name, p.window.start_s, p.window.start_s + p.window.duration_s, m.completed,
+        m.failed, m.request_goodput ? fmt::format("{:.2f}", *m.request_goodput) : "-",
+        m.request_throughput, m.output_throughput, m.ttft_ms.mean, high(m.ttft_ms), m.tpot_ms.mean,
+        high(m.tpot_ms));
+  }
+  return out;
 }
 
 nlohmann::json metrics_json(const BenchmarkMetrics& m) {
@@ -215,7 +255,7 @@ std::string format_comparison(const std::vector<nlohmann::json>& results) {
       rows.back().title = nullptr;
     }
   }
-  auto title_of = [](const Row& r) -> std::string {
+  auto title_of_metric = [](const Row& r) -> std::string {
     if (r.title) return r.title;
     size_t us = r.key.find('_');
     std::string stat = r.key.substr(0, us);
@@ -224,7 +264,37 @@ std::string format_comparison(const std::vector<nlohmann::json>& results) {
     stat[0] = static_cast<char>(std::toupper(stat[0]));
     return fmt::format("{} {} (ms)", stat, name);
   };
+  // Phase rows: "phase:<name>:<key>" looks the key up in that phase.
+  if (!results.empty() && results[0].contains("phases") && results[0]["phases"].is_array()) {
+    for (const nlohmann::json& p : results[0]["phases"]) {
+      if (!p.is_object() || !p.contains("name") || !p["name"].is_string()) continue;
+      bool goodput = p.contains("request_goodput") && p["request_goodput"].is_number();
+      rows.push_back({nullptr, "phase:" + p["name"].get<std::string>() + ":" +
+                                   (goodput ? "request_goodput" : "request_throughput")});
+    }
+  }
+  auto title_of = [&title_of_metric](const Row& r) -> std::string {
+    if (r.key.rfind("phase:", 0) != 0) return title_of_metric(r);
+    size_t colon = r.key.rfind(':');
+    std::string name = r.key.substr(6, colon - 6);
+    bool goodput = r.key.substr(colon + 1) == "request_goodput";
+    return fmt::format("{} {} (req/s)", goodput ? "Goodput" : "Throughput", name);
+  };
   auto number = [](const nlohmann::json& j, const std::string& key, double& v) {
+    if (key.rfind("phase:", 0) == 0) {
+      size_t colon = key.rfind(':');
+      std::string name = key.substr(6, colon - 6);
+      std::string field = key.substr(colon + 1);
+      if (!j.contains("phases") || !j["phases"].is_array()) return false;
+      for (const nlohmann::json& p : j["phases"]) {
+        if (p.is_object() && p.value("name", std::string()) == name && p.contains(field) &&
+            p[field].is_number()) {
+          v = p[field].get<double>();
+          return true;
+        }
+      }
+      return false;
+    }
     if (!j.contains(key) || !j[key].is_number()) return false;
     v = j[key].get<double>();
     return true;

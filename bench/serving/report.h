@@ -46,7 +46,19 @@ nlohmann::json result_json(const RunInfo& info, const BenchmarkMetrics& m,
 // "mean_ttft_ms", ...); also used for the per-scenario breakdown.
 nlohmann::json metrics_json(const BenchmarkMetrics& m);
 
-// One JSON object per request: every RequestRecord field.
+// Per-phase metrics (shape phases) as a JSON array, in phase order: each
+// entry has "name", "start_s", "duration_s" and the keys of metrics_json()
+// except the timeline (the run's timeline covers every phase).
+nlohmann::json phases_json(const std::vector<PhaseMetrics>& phases);
+
+// One line per phase for the terminal: requests, goodput, throughput and
+// TTFT/TPOT mean and the highest of `percentiles` (a table in Markdown
+// syntax, so it pastes into docs).
+std::string format_phases(const std::vector<PhaseMetrics>& phases,
+                          const std::vector<double>& percentiles);
+
+// One JSON object per request: every RequestRecord field ("phase" only when
+// set).
 nlohmann::json record_json(const RequestRecord& r);
 
 Status write_json(const std::string& path, const nlohmann::json& j);
@@ -58,6 +70,8 @@ std::string percentile_key(double p);
 
 // A table of the main metrics of several results (columns in order) with a
 // ratio column for each result after the first (its value / the first's).
+// Results with "phases" (phases_json()) add a goodput row per phase (request
+// throughput when no SLO was given), matched by phase name.
 std::string format_comparison(const std::vector<nlohmann::json>& results);
 
 }  // namespace baton::bench

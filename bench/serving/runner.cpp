@@ -1,5 +1,7 @@
 #include "bench/serving/runner.h"
 
+#include <fmt/format.h>
+
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <ctime>
@@ -61,8 +63,12 @@ std::string iso_utc(Clock::SystemTime t) {
   std::tm tm{};
   gmtime_r(&tt, &tm);
   char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  // Milliseconds, so that other logs (a controller's decisions) can be placed
+  // on the run's time axis.
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+  return std::string(buf) + "." +
+         fmt::format("{:03d}", static_cast<int>(((ms % 1000) + 1000) % 1000)) + "Z";
 }
 
 // One pass over a list of specs on the io_context's thread.
@@ -165,6 +171,7 @@ class Phase {
     RequestRecord record;
     record.id = spec.id;
     record.scenario = spec.scenario;
+    record.phase = spec.phase;
     record.scheduled_s = due_at(i);
     record.input_len = spec.input_len;
     record.output_len = spec.output_len;

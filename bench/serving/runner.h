@@ -57,7 +57,7 @@ struct RunResult {
   std::vector<RequestRecord> records;  // one per spec, in spec order
   double duration_s = 0;               // first due request to the last ending
   int64_t peak_in_flight = 0;          // most requests in flight at once
-  std::string started_at;              // wall clock, ISO 8601 UTC
+  std::string started_at;              // wall clock, ISO 8601 UTC with milliseconds
 };
 
 // One message of a conversation ("user" or "assistant").

@@ -139,6 +139,78 @@ Result<std::vector<RatePhase>> parse_phases(const std::string& text) {
   return phases;
 }
 
+Result<ShapePhase> parse_shape_phase(const std::string& text, const Scenario& base) {
+  std::vector<std::string> f = split(text, ':');
+  const std::string what = "phase '" + text + "'";
+  if (f.size() != 5) {
+    return invalid_argument(what + ": expected NAME:DURATION_S:RATE:INPUT_LEN:OUTPUT_LEN");
+  }
+  ShapePhase p;
+  p.name = f[0];
+  if (p.name.empty()) return invalid_argument(what + ": empty name");
+  p.input = base.input;
+  p.output = base.output;
+  BATON_ASSIGN_OR_RETURN(p.duration_s, parse_number(f[1], what));
+  BATON_ASSIGN_OR_RETURN(p.rate, parse_number(f[2], what));
+  if (p.duration_s <= 0 || p.rate <= 0) {
+    return invalid_argument(what + ": duration and rate must be > 0");
+  }
+  for (int i : {3, 4}) {
+    BATON_ASSIGN_OR_RETURN(double len, parse_number(f[i], what));
+    if (len < 1 || len != std::floor(len) || len > (1 << 24)) {
+      return invalid_argument(what + ": '" + f[i] + "' must be a whole number >= 1");
+    }
+    (i == 3 ? p.input : p.output).mean = static_cast<int>(len);
+  }
+  return p;
+}
+
+std::vector<double> phase_starts(const std::vector<ShapePhase>& phases) {
+  std::vector<double> starts;
+  double t = 0;
+  for (const ShapePhase& p : phases) {
+    starts.push_back(t);
+    t += p.duration_s;
+  }
+  return starts;
+}
+
+Result<std::vector<RequestSpec>> make_phased_workload(const std::vector<ShapePhase>& phases,
+                                                      uint64_t seed, double burstiness) {
+  if (phases.empty()) return invalid_argument("workload: no phase");
+  if (!(burstiness > 0)) return invalid_argument("burstiness must be > 0");
+  for (size_t i = 0; i < phases.size(); ++i) {
+    const ShapePhase& p = phases[i];
+    if (p.name.empty()) return invalid_argument("workload: a phase has no name");
+    if (!(p.duration_s > 0) || !std::isfinite(p.duration_s) || !(p.rate > 0) ||
+        !std::isfinite(p.rate)) {
+      return invalid_argument("phase " + p.name + ": duration and rate must be finite and > 0");
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (phases[j].name == p.name) return invalid_argument("phase " + p.name + ": given twice");
+    }
+  }
+  std::mt19937_64 rng(seed);
+  std::vector<RequestSpec> specs;
+  std::vector<double> starts = phase_starts(phases);
+  for (size_t i = 0; i < phases.size(); ++i) {
+    const ShapePhase& p = phases[i];
+    const double end = starts[i] + p.duration_s;
+    // Gamma(shape k, scale 1/(k*rate)) has mean 1/rate; k = 1 is exponential.
+    std::gamma_distribution<double> gap(burstiness, 1.0 / (burstiness * p.rate));
+    for (double t = starts[i] + gap(rng); t < end; t += gap(rng)) {
+      RequestSpec r;
+      r.id = static_cast<int64_t>(specs.size());
+      r.arrival_s = t;
+      r.input_len = draw_length(p.input, rng);
+      r.output_len = draw_length(p.output, rng);
+      r.phase = p.name;
+      specs.push_back(std::move(r));
+    }
+  }
+  return specs;
+}
+
 std::vector<double> arrival_times(const ArrivalOptions& options, int64_t n, std::mt19937_64& rng) {
   std::vector<double> times;
   times.reserve(static_cast<size_t>(std::max<int64_t>(0, n)));
@@ -263,6 +335,7 @@ Result<std::vector<RequestSpec>> read_trace(const std::string& path) {
       r.scenario = j.value("scenario", std::string());
       r.conversation = j.value("conversation", int64_t{-1});
       r.turn = j.value("turn", 0);
+      r.phase = j.value("phase", std::string());
     } catch (const nlohmann::json::exception& e) {
       return invalid_argument(where + ": " + e.what());
     }
@@ -293,6 +366,7 @@ Status write_trace(const std::string& path, const std::vector<RequestSpec>& spec
       j["conversation"] = r.conversation;
       j["turn"] = r.turn;
     }
+    if (!r.phase.empty()) j["phase"] = r.phase;
     out << j.dump() << "\n";
   }
   if (!out) return unavailable("trace " + path + ": write failed");

@@ -33,6 +33,7 @@ struct RequestSpec {
   std::string scenario;       // sent as the x-baton-scenario header when not empty
   int64_t conversation = -1;  // multi-turn: the conversation; -1: single turn
   int turn = 0;               // multi-turn: 0 for the first turn
+  std::string phase;          // shape phases: the phase it arrived in; "" otherwise
 };
 
 // How lengths are drawn around their mean.
@@ -79,6 +80,34 @@ struct RatePhase {
 // Parses "DURATION:RATE,DURATION:RATE,...".
 Result<std::vector<RatePhase>> parse_phases(const std::string& text);
 
+// A phase of a workload whose request shape changes over time: for
+// `duration_s` seconds, requests arrive at `rate` per second with these
+// lengths. Phases run one after another, once, so a workload can shift from
+// short prompts with long outputs to long prompts with short outputs.
+struct ShapePhase {
+  std::string name;  // unique in a workload; names the phase in reports
+  double duration_s = 0;
+  double rate = 0;  // requests per second; > 0
+  LengthSpec input;
+  LengthSpec output;
+};
+
+// Parses "NAME:DURATION_S:RATE:INPUT_LEN:OUTPUT_LEN"; the lengths use
+// `base`'s distribution.
+Result<ShapePhase> parse_shape_phase(const std::string& text, const Scenario& base);
+
+// The phases' start offsets from the run's start (the first is 0).
+std::vector<double> phase_starts(const std::vector<ShapePhase>& phases);
+
+// The requests of a phased workload, ordered by arrival: in phase k, from
+// its start to its end (exclusive), arrivals with gamma gaps of mean
+// 1/rate and shape `burstiness` (1: Poisson), each tagged with the phase's
+// name and drawn with its lengths. Deterministic in (phases, seed,
+// burstiness). Errors: no phase, a duplicate or empty name, a duration or
+// rate <= 0.
+Result<std::vector<RequestSpec>> make_phased_workload(const std::vector<ShapePhase>& phases,
+                                                      uint64_t seed, double burstiness);
+
 struct ArrivalOptions {
   // Requests per second; infinity sends everything at time 0.
   double request_rate = std::numeric_limits<double>::infinity();
@@ -116,7 +145,8 @@ std::string prompt_text(const RequestSpec& spec, uint64_t seed);
 
 // Trace files: one JSON object per line with the fields of RequestSpec
 // ("arrival_s", "input_len", "output_len", optional "prefix_group",
-// "prefix_len", "scenario", "conversation", "turn"). Ids are line numbers.
+// "prefix_len", "scenario", "conversation", "turn", "phase"). Ids are line
+// numbers.
 Result<std::vector<RequestSpec>> read_trace(const std::string& path);
 Status write_trace(const std::string& path, const std::vector<RequestSpec>& specs);
 
