@@ -18,6 +18,7 @@
 
 #include "cli/commands.h"
 #include "cli/controller_settings.h"
+#include "cli/etcd_members.h"
 #include "common/logging.h"
 #include "controller/membership.h"
 
@@ -81,39 +82,12 @@ Result<gateway::GatewayConfig> build_config(const GatewayFlags& f) {
   return c;
 }
 
-// The configured instances plus the etcd members the config can route: a
-// member whose id is a configured instance's name, whose group the config
-// does not have, or whose P/D role needs a cluster token the config lacks is
-// left out (and logged).
+// with_etcd_members, logging the members left out.
 gateway::GatewayConfig with_members(gateway::GatewayConfig c,
                                     const std::vector<controller::Member>& members) {
-  std::set<std::string> names, groups;
-  for (const auto& inst : c.instances) names.insert(inst.name);
-  for (const auto& g : c.groups) groups.insert(g.name);
-  for (const controller::Member& m : members) {
-    if (names.contains(m.id)) {
-      BATON_LOG_WARN("etcd member {}: a configured instance has that name; left out", m.id);
-      continue;
-    }
-    if (!groups.contains(m.group)) {
-      BATON_LOG_WARN("etcd member {}: group '{}' is not one of the gateway's; left out", m.id,
-                     m.group);
-      continue;
-    }
-    if (m.role != gateway::Role::kMixed && c.cluster_token.empty()) {
-      BATON_LOG_WARN("etcd member {}: role {} needs --cluster-token; left out", m.id,
-                     gateway::role_name(m.role));
-      continue;
-    }
-    gateway::InstanceConfig inst;
-    inst.name = m.id;
-    inst.host = m.host;
-    inst.port = m.port;
-    inst.role = m.role;
-    inst.group = m.group;
-    c.instances.push_back(std::move(inst));
-    names.insert(m.id);
-  }
+  std::vector<std::string> left_out;
+  c = with_etcd_members(std::move(c), members, &left_out);
+  for (const std::string& line : left_out) BATON_LOG_WARN("{}", line);
   return c;
 }
 
