@@ -40,6 +40,8 @@ struct ServeFlags {
   std::string cluster_token;
   std::string kv_host = "127.0.0.1";
   int kv_port = 0;
+  std::string kv_transport = "tcp";
+  int64_t kv_staging_mb = 0;
   int threads = 0;
   std::string device = "cpu";
   double gpu_memory_utilization = 0.9;
@@ -248,6 +250,17 @@ int run_serve(const ServeFlags& f) {
   }
   so.pd.kv_host = f.kv_host;
   so.pd.kv_port = static_cast<uint16_t>(f.kv_port);
+  so.pd.kv_transport = f.kv_transport;
+  so.pd.kv_staging_bytes = static_cast<uint64_t>(f.kv_staging_mb) << 20;
+  if (f.kv_transport == "cuda-ipc") {
+    // The KV moves between GPU memories: the engine's GPU is the transport's.
+    auto gpu = engine::cuda_device_index(f.device);
+    if (!gpu.is_ok()) {
+      std::cerr << "baton serve: --kv-transport cuda-ipc needs --device cuda or cuda:N\n";
+      return kExitFailure;
+    }
+    so.pd.kv_device = *gpu;
+  }
   if (etcd) {
     so.on_role_changed = [presence = etcd.get()](server::Role r) { presence->role_changed(r); };
   }
@@ -337,10 +350,23 @@ Run register_serve(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--kv-port", f->kv_port, "KV transport port (0: any free port)")
       ->check(CLI::Range(0, 65535));
+  cmd->add_option("--kv-transport", f->kv_transport,
+                  "What moves KV between P/D instances: tcp (host memory), or cuda-ipc (GPU to "
+                  "GPU within one host; needs --device cuda[:N] on both sides)")
+      ->check(CLI::IsMember({"tcp", "cuda-ipc"}))
+      ->capture_default_str();
+  cmd->add_option("--kv-staging-mb", f->kv_staging_mb,
+                  "cuda-ipc: device staging area for KV transfers in MiB (0: four requests of the "
+                  "max model length, at most 2 GiB)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20))
+      ->capture_default_str();
   cmd->add_option("--threads", f->threads, "CPU backend threads (0: all cores)")
       ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--device", f->device, "cpu, or cuda (GPU 0, bf16)")
-      ->check(CLI::IsMember({"cpu", "cuda"}))
+  cmd->add_option("--device", f->device, "cpu, or cuda / cuda:N (GPU 0 / N, bf16)")
+      ->check([](const std::string& d) {
+        return d == "cpu" || engine::cuda_device_index(d).is_ok() ? std::string()
+                                                                  : "must be cpu, cuda or cuda:N";
+      })
       ->capture_default_str();
   cmd->add_option("--gpu-memory-utilization", f->gpu_memory_utilization,
                   "cuda: share of GPU memory for weights, workspace and KV cache")

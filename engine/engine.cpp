@@ -356,13 +356,21 @@ void Engine::finish_import(Live& live) {
   if (seq == nullptr) return;  // aborted meanwhile
   const auto prompt = static_cast<int32_t>(seq->prompt.size());
   const KvBuffer& kv = *live.kv;
-  Status st = kv.first_token == live.cached_tokens && kv.num_tokens == prompt - live.cached_tokens
-                  ? model_->import_kv(seq->block_table.data(), kv.first_token, kv.num_tokens,
-                                      kv.bytes.data())
-                  : invalid_argument("KV import covers tokens [" + std::to_string(kv.first_token) +
-                                     ", " + std::to_string(kv.first_token + kv.num_tokens) +
-                                     "), expected [" + std::to_string(live.cached_tokens) + ", " +
-                                     std::to_string(prompt) + ")");
+  const uint64_t need = static_cast<uint64_t>(kv.num_tokens) * model_->kv_bytes_per_token();
+  Status st;
+  if (kv.first_token != live.cached_tokens || kv.num_tokens != prompt - live.cached_tokens) {
+    st = invalid_argument("KV import covers tokens [" + std::to_string(kv.first_token) + ", " +
+                          std::to_string(kv.first_token + kv.num_tokens) + "), expected [" +
+                          std::to_string(live.cached_tokens) + ", " + std::to_string(prompt) + ")");
+  } else if ((kv.device.data ? kv.device.bytes : kv.bytes.size()) < need) {
+    st = invalid_argument("KV import of " + std::to_string(kv.num_tokens) +
+                          " tokens holds fewer bytes than their KV");
+  } else if (kv.device.data) {
+    st = model_->import_kv_device(seq->block_table.data(), kv.first_token, kv.num_tokens,
+                                  kv.device.data);
+  } else {
+    st = model_->import_kv(seq->block_table.data(), kv.first_token, kv.num_tokens, kv.bytes.data());
+  }
   live.kv.reset();
   if (!st.is_ok()) {
     BATON_LOG_WARN("request {}: KV import failed: {}", live.id, st.to_string());
@@ -513,14 +521,25 @@ void Engine::export_finished(const std::vector<FinishedSeq>& finished) {
       auto kv = std::make_shared<KvBuffer>();
       kv->first_token = live->request.export_from_token;
       kv->num_tokens = exported->num_tokens - kv->first_token;
-      kv->bytes.resize(static_cast<size_t>(kv->num_tokens) * model_->kv_bytes_per_token());
-      Status st = model_->export_kv(exported->block_table.data(), kv->first_token, kv->num_tokens,
-                                    kv->bytes.data());
+      const size_t need = static_cast<size_t>(kv->num_tokens) * model_->kv_bytes_per_token();
+      Status st;
+      if (live->request.export_to.data) {
+        kv->device = live->request.export_to;
+        st = kv->device.bytes < need
+                 ? invalid_argument("KV export: its device slice is smaller than the KV")
+                 : model_->export_kv_device(exported->block_table.data(), kv->first_token,
+                                            kv->num_tokens, kv->device.data);
+      } else {
+        kv->bytes.resize(need);
+        st = model_->export_kv(exported->block_table.data(), kv->first_token, kv->num_tokens,
+                               kv->bytes.data());
+      }
       if (st.is_ok()) {
         live->info.kv_export = std::move(kv);
       } else {
         BATON_LOG_WARN("request {}: KV export failed: {}", f.request_id, st.to_string());
       }
+      live->request.export_to = {};  // the export (if any) owns the slice now
     }
     (void)scheduler_->release_export(f.request_id);
   }

@@ -38,7 +38,7 @@ namespace baton::engine {
 struct EngineConfig {
   std::string model = "";               // directory or dummy:<preset>
   int threads = 0;                      // CPU backend workers; 0: all cores
-  std::string device = "cpu";           // "cpu" or "cuda" (GPU 0, bf16)
+  std::string device = "cpu";           // "cpu", "cuda" (GPU 0) or "cuda:N" (bf16)
   double gpu_memory_utilization = 0.9;  // cuda: share of GPU memory for weights, workspace, KV
   int32_t block_size = 16;
   int32_t num_blocks = 0;            // 0: from kv_cache_bytes
@@ -51,6 +51,15 @@ struct EngineConfig {
   SchedulingPolicy policy = SchedulingPolicy::kFcfs;
   DType dummy_dtype = DType::kBF16;
   uint64_t seed = 0;
+};
+
+// Backend memory (device memory of the engine's GPU) that a KV export is
+// gathered into or an import scattered from, in place of host bytes: a slice
+// of a GPU transport's staging area. Valid while `owner` lives.
+struct KvDeviceSlice {
+  void* data = nullptr;
+  uint64_t bytes = 0;
+  std::shared_ptr<void> owner;
 };
 
 struct EngineRequest {
@@ -67,14 +76,20 @@ struct EngineRequest {
   // are ignored here.
   bool prefill_only = false;
   int32_t export_from_token = 0;
+  // prefill_only: gather the exported KV into this backend memory (it must
+  // hold all of it) instead of host bytes; the KvBuffer then refers to it.
+  KvDeviceSlice export_to;
   // See RequestStream::set_on_ready.
   std::function<void()> on_ready;
 };
 
 // A request's KV as one contiguous buffer in the layout of
-// kvtransfer/kv_layout.h: [layer][K then V][token][kv_heads * head_dim].
+// kvtransfer/kv_layout.h: [layer][K then V][token][kv_heads * head_dim],
+// either host bytes or, when device.data is set, backend memory (then
+// `bytes` is empty).
 struct KvBuffer {
   std::vector<std::byte> bytes;
+  KvDeviceSlice device;
   int32_t first_token = 0;  // position of the buffer's first token in the prompt
   int32_t num_tokens = 0;
 };

@@ -283,6 +283,24 @@ size_t LlamaModel::workspace_bytes(const model::ModelConfig& c, const ModelOptio
   return T * per_token + logits + rope;
 }
 
+Result<int> cuda_device_index(std::string_view device) {
+  if (device == "cuda") return 0;
+  constexpr std::string_view kPrefix = "cuda:";
+  if (device.starts_with(kPrefix) && device.size() > kPrefix.size() &&
+      device.size() <= kPrefix.size() + 3) {
+    int n = 0;
+    for (char c : device.substr(kPrefix.size())) {
+      if (c < '0' || c > '9') {
+        n = -1;
+        break;
+      }
+      n = n * 10 + (c - '0');
+    }
+    if (n >= 0) return n;
+  }
+  return invalid_argument("device: '" + std::string(device) + "' is neither cpu, cuda nor cuda:N");
+}
+
 Result<ModelBackend> make_model_backend(std::string_view device, int threads,
                                         double gpu_memory_utilization,
                                         const model::ModelConfig& config,
@@ -294,18 +312,16 @@ Result<ModelBackend> make_model_backend(std::string_view device, int threads,
     mb.kv_cache_bytes = cpu_kv_cache_bytes;
     return mb;
   }
-  if (device != "cuda") {
-    return invalid_argument("device: '" + std::string(device) + "' is neither cpu nor cuda");
-  }
+  BATON_ASSIGN_OR_RETURN(const int gpu, cuda_device_index(device));
 #if BATON_HAVE_CUDA
   if (gpu_memory_utilization <= 0 || gpu_memory_utilization > 1) {
     return invalid_argument("gpu_memory_utilization: must be in (0, 1]");
   }
-  BATON_ASSIGN_OR_RETURN(mb.backend, kernels::cuda::make_cuda_backend({}));
+  BATON_ASSIGN_OR_RETURN(mb.backend, kernels::cuda::make_cuda_backend({.device = gpu}));
   mb.kv_dtype = mb.backend->activation_dtype();
   // Measured after the backend made its context and workspaces, so those
   // count as in use.
-  BATON_ASSIGN_OR_RETURN(kernels::cuda::MemoryInfo mem, kernels::cuda::device_memory(0));
+  BATON_ASSIGN_OR_RETURN(kernels::cuda::MemoryInfo mem, kernels::cuda::device_memory(gpu));
   const double in_use = static_cast<double>(mem.total_bytes - mem.free_bytes);
   const double weights =
       static_cast<double>(model::count_parameters(config)) * dtype_size(mb.kv_dtype);
@@ -322,6 +338,7 @@ Result<ModelBackend> make_model_backend(std::string_view device, int threads,
   mb.kv_cache_bytes = static_cast<int64_t>(kv);
   return mb;
 #else
+  (void)gpu;
   (void)threads;
   (void)gpu_memory_utilization;
   (void)config;
@@ -595,6 +612,36 @@ Status LlamaModel::import_kv(const int32_t* table, int32_t first, int32_t count,
     BATON_RETURN_IF_ERROR(backend_.upload(in, layer_bytes, st.data));
     backend_.kv_scatter(L.cache, table, first, count, st.k, st.v);
     in += layer_bytes;
+  }
+  return backend_.synchronize();
+}
+
+Status LlamaModel::export_kv_device(const int32_t* table, int32_t first, int32_t count, void* dst) {
+  BATON_RETURN_IF_ERROR(check_range(options_, table, first, count));
+  if (count == 0) return Status::ok();
+  const int64_t kv = config_.kv_size();
+  char* out = static_cast<char*>(dst);
+  for (Layer& L : layers_) {
+    Tensor k(out, options_.kv_dtype, {count, kv});
+    Tensor v(out + k.bytes(), options_.kv_dtype, {count, kv});
+    backend_.kv_gather(L.cache, table, first, count, k, v);
+    out += 2 * k.bytes();
+  }
+  return backend_.synchronize();
+}
+
+Status LlamaModel::import_kv_device(const int32_t* table, int32_t first, int32_t count,
+                                    const void* src) {
+  BATON_RETURN_IF_ERROR(check_range(options_, table, first, count));
+  if (count == 0) return Status::ok();
+  const int64_t kv = config_.kv_size();
+  // Read only: Tensor has no const view.
+  char* in = static_cast<char*>(const_cast<void*>(src));
+  for (Layer& L : layers_) {
+    const Tensor k(in, options_.kv_dtype, {count, kv});
+    const Tensor v(in + k.bytes(), options_.kv_dtype, {count, kv});
+    backend_.kv_scatter(L.cache, table, first, count, k, v);
+    in += 2 * k.bytes();
   }
   return backend_.synchronize();
 }

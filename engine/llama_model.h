@@ -61,11 +61,16 @@ struct ModelBackend {
 };
 
 // device "cpu": the CPU backend with `threads` workers, f32 KV, and
-// cpu_kv_cache_bytes of KV. device "cuda": GPU 0 with bf16 activations and
+// cpu_kv_cache_bytes of KV. device "cuda" or "cuda:N": GPU 0 or N with bf16
+// activations and
 // KV, and a KV pool of gpu_memory_utilization of the GPU's total memory less
 // what is in use already, the weights (bf16) and the workspace of `options`.
 // kUnavailable for "cuda" when this build has no CUDA backend or no GPU is
 // visible; kInvalidArgument for another name or a pool with no room.
+// The GPU index of a device name: "cuda" is 0, "cuda:N" is N;
+// kInvalidArgument for any other name.
+Result<int> cuda_device_index(std::string_view device);
+
 Result<ModelBackend> make_model_backend(std::string_view device, int threads,
                                         double gpu_memory_utilization,
                                         const model::ModelConfig& config,
@@ -112,6 +117,13 @@ class LlamaModel {
   Status export_kv(const int32_t* block_table, int32_t first_token, int32_t num_tokens, void* dst);
   Status import_kv(const int32_t* block_table, int32_t first_token, int32_t num_tokens,
                    const void* src);
+  // The same to or from backend memory (on a GPU backend, device memory of
+  // its GPU), gathered and scattered in place: no host copy, no staging. Both
+  // return once the backend is done with the memory.
+  Status export_kv_device(const int32_t* block_table, int32_t first_token, int32_t num_tokens,
+                          void* dst);
+  Status import_kv_device(const int32_t* block_table, int32_t first_token, int32_t num_tokens,
+                          const void* src);
   // Copies whole blocks (all layers), for copy-on-write of shared blocks.
   Status copy_block(int32_t src_block, int32_t dst_block);
 

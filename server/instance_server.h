@@ -42,6 +42,15 @@ struct PdOptions {
   // Where the KV transport listens (decode receives there); port 0 picks one.
   std::string kv_host = "127.0.0.1";
   uint16_t kv_port = 0;
+  // What moves the KV: "tcp" (host memory, between any hosts) or "cuda-ipc"
+  // (GPU to GPU inside one host, kvtransfer/cuda_ipc; needs an engine on
+  // GPU kv_device). cuda-ipc exports and imports go through one device
+  // staging area of kv_staging_bytes, registered once; 0: room for four
+  // requests of the engine's max_model_len, at most 2 GiB (and at least
+  // one). A transfer that finds it full is refused with 503 kv_staging_full.
+  std::string kv_transport = "tcp";
+  int kv_device = 0;
+  uint64_t kv_staging_bytes = 0;
   // Longest lease a decode reservation may ask for.
   int64_t max_lease_ms = 120000;
   // How long a decode instance waits for its engine to reserve KV room.

@@ -14,6 +14,7 @@
 #include "common/bounded_queue.h"
 #include "common/logging.h"
 #include "common/thread_pool.h"
+#include "engine/kv_device_staging.h"
 #include "kvtransfer/tcp_transport.h"
 #include "protocol/openai_error.h"
 #include "protocol/openai_response.h"
@@ -134,7 +135,8 @@ struct PendingImport {
   engine::RequestId request = 0;
   std::weak_ptr<Call> call;
   std::shared_ptr<engine::KvBuffer> buffer;  // where the KV lands
-  kvtransfer::MemoryHandle memory;
+  kvtransfer::MemoryHandle memory;           // its own, or the staging area's
+  uint64_t offset = 0;                       // of the buffer in `memory`
   std::optional<kvtransfer::TransferId> receive;
   Clock::time_point lease_deadline;
   bool first_tokens = false;
@@ -202,6 +204,7 @@ class InstanceServer::Impl {
     }
     BATON_ASSIGN_OR_RETURN(ctx_, load_model_context(*e, options_.served_model_name));
     ctx_.max_tokens_limit = options_.max_tokens_limit;
+    BATON_RETURN_IF_ERROR(start_staging(*e));
     BATON_RETURN_IF_ERROR(e->start());
     engine_ = std::move(e);
     ready_.store(true);
@@ -672,13 +675,17 @@ class InstanceServer::Impl {
     kv_usage_->set(st.kv_usage);
     prefix_hit_->set(st.prefix_hit_rate);
     preemptions_->set(static_cast<double>(st.num_preemptions));
+    if (staging_) staging_used_->set(static_cast<double>(staging_->used()));
   }
 
   // ---- P/D (pd_routes.cpp) ----------------------------------------------------
  public:
   Status start_pd();
   void stop_pd();
-  std::string kv_endpoint() const { return transport_ ? transport_->endpoint() : ""; }
+  std::string kv_endpoint() const { return kv_endpoint_; }
+  // cuda-ipc: allocates and registers the device staging area (its size
+  // from the engine) before the engine starts.
+  Status start_staging(const engine::Engine& e);
 
  private:
   void handle_internal(const protocol::HttpRequest& req,
@@ -698,6 +705,14 @@ class InstanceServer::Impl {
   void observe_breakdown(Call& call);
   void expire_leases();
   protocol::pd::KvShape kv_shape() const;
+  // The KV payload's size, host bytes or a device slice.
+  static uint64_t kv_payload_bytes(const engine::KvBuffer& kv);
+  // Deregisters a per-transfer registration (never the staging area's).
+  void release_memory(kvtransfer::MemoryHandle memory);
+  // A staging slice for `bytes` of KV, and its offset in the staging area.
+  Result<std::pair<engine::KvDeviceSlice, uint64_t>> take_staging(uint64_t bytes);
+  // 503 kv_staging_full (or kv_full): no room now, try elsewhere or later.
+  static void send_no_room(protocol::ResponseWriter& w, bool staging, std::string_view side);
   void role_route(const protocol::HttpRequest& req, protocol::ResponseWriter& w);
   void finish_role_change();
   std::string role_status() const;  // GET /internal/role's body
@@ -706,7 +721,15 @@ class InstanceServer::Impl {
   bool draining() const { return draining_.load(); }
   void send_changing_role(protocol::ResponseWriter& w);
 
-  std::unique_ptr<kvtransfer::TcpTransport> transport_;
+  // cuda-ipc: the device staging area (owned memory, type-erased so this
+  // header needs no CUDA), its registration and the slices it hands out.
+  // Declared before the transport, which must go first.
+  std::shared_ptr<void> staging_memory_;
+  std::unique_ptr<engine::KvStagingArena> staging_;
+  kvtransfer::MemoryHandle staging_handle_;
+  Gauge* staging_used_ = nullptr;
+  std::unique_ptr<kvtransfer::KvTransport> transport_;
+  std::string kv_endpoint_;
   std::unique_ptr<ThreadPool> workers_;
   std::mutex pd_mu_;
   std::unordered_map<uint64_t, PendingImport> imports_;       // by transfer id

@@ -14,6 +14,11 @@
 #include "protocol/http_client.h"
 #include "server/instance_server_impl.h"
 
+#if BATON_HAVE_CUDA
+#include "kvtransfer/cuda_ipc/cuda_ipc_transport.h"
+#include "kvtransfer/cuda_ipc/device_memory.h"
+#endif
+
 namespace baton::server {
 
 namespace pd = protocol::pd;
@@ -115,10 +120,30 @@ Status InstanceServer::Impl::start_pd() {
   }
   workers_ = std::make_unique<ThreadPool>(std::max(1, o.worker_threads),
                                           static_cast<size_t>(std::max(1, o.worker_queue)));
-  kvtransfer::TcpTransportOptions to;
-  to.host = o.kv_host;
-  to.port = o.kv_port;
-  BATON_ASSIGN_OR_RETURN(transport_, kvtransfer::TcpTransport::create(to));
+  if (o.kv_transport == "tcp") {
+    kvtransfer::TcpTransportOptions to;
+    to.host = o.kv_host;
+    to.port = o.kv_port;
+    BATON_ASSIGN_OR_RETURN(auto tcp, kvtransfer::TcpTransport::create(to));
+    kv_endpoint_ = tcp->endpoint();
+    transport_ = std::move(tcp);
+  } else if (o.kv_transport == "cuda-ipc") {
+#if BATON_HAVE_CUDA
+    kvtransfer::CudaIpcTransportOptions co;
+    co.device = o.kv_device;
+    co.host = o.kv_host;
+    co.port = o.kv_port;
+    BATON_ASSIGN_OR_RETURN(auto ipc, kvtransfer::CudaIpcTransport::create(co));
+    kv_endpoint_ = ipc->endpoint();
+    transport_ = std::move(ipc);
+    staging_used_ = &m.gauge("baton:kv_staging_used_bytes",
+                             "Bytes of the device KV staging area held by transfers.");
+#else
+    return unavailable("kv_transport cuda-ipc: this build has no CUDA");
+#endif
+  } else {
+    return invalid_argument("kv_transport: '" + o.kv_transport + "' is neither tcp nor cuda-ipc");
+  }
   transport_->set_on_finished(
       [this](kvtransfer::TransferId id, const kvtransfer::TransferState& st) {
         on_transfer_finished(id, st);
@@ -131,6 +156,61 @@ void InstanceServer::Impl::stop_pd() {
   if (transport_) transport_->set_on_finished(nullptr);
   transport_.reset();  // fails what is still in flight
   workers_.reset();
+  // Nothing reads or writes the staging area once the engine and the
+  // transport are stopped.
+  staging_.reset();
+  staging_memory_.reset();
+}
+
+Status InstanceServer::Impl::start_staging(const engine::Engine& e) {
+  if (!transport_ || options_.pd.kv_transport != "cuda-ipc") return Status::ok();
+#if BATON_HAVE_CUDA
+  const uint64_t per_request =
+      static_cast<uint64_t>(e.max_model_len()) * static_cast<uint64_t>(e.kv_bytes_per_token());
+  uint64_t bytes = options_.pd.kv_staging_bytes;
+  if (bytes == 0) bytes = std::max(per_request, std::min(4 * per_request, uint64_t{2} << 30));
+  BATON_ASSIGN_OR_RETURN(std::shared_ptr<kvtransfer::DeviceMemory> memory,
+                         kvtransfer::DeviceMemory::allocate(options_.pd.kv_device, bytes));
+  BATON_ASSIGN_OR_RETURN(staging_handle_, transport_->register_memory(memory->data(), bytes));
+  staging_ = std::make_unique<engine::KvStagingArena>(memory->data(), bytes);
+  staging_memory_ = std::move(memory);
+  BATON_LOG_INFO("KV staging area: {} MiB on GPU {} (cuda-ipc)", bytes >> 20,
+                 options_.pd.kv_device);
+  return Status::ok();
+#else
+  (void)e;
+  return unavailable("kv_transport cuda-ipc: this build has no CUDA");
+#endif
+}
+
+uint64_t InstanceServer::Impl::kv_payload_bytes(const engine::KvBuffer& kv) {
+  return kv.device.data ? kv.device.bytes : kv.bytes.size();
+}
+
+void InstanceServer::Impl::release_memory(kvtransfer::MemoryHandle memory) {
+  if (memory.value == 0 || memory == staging_handle_) return;
+  (void)transport_->deregister_memory(memory);
+}
+
+Result<std::pair<engine::KvDeviceSlice, uint64_t>> InstanceServer::Impl::take_staging(
+    uint64_t bytes) {
+  BATON_ASSIGN_OR_RETURN(engine::KvDeviceSlice slice, staging_->take(bytes));
+  const uint64_t offset = static_cast<uint64_t>(static_cast<std::byte*>(slice.data) -
+                                                static_cast<std::byte*>(staging_->base()));
+  return std::make_pair(std::move(slice), offset);
+}
+
+void InstanceServer::Impl::send_no_room(protocol::ResponseWriter& w, bool staging,
+                                        std::string_view side) {
+  const std::string reason = staging ? "kv_staging_full" : "kv_full";
+  auto body = protocol::error_object(unavailable(
+      staging ? "The " + std::string(side) +
+                    " instance's KV staging area (--kv-staging-mb) has no room for this request "
+                    "now"
+              : "The " + std::string(side) + " instance has no KV room for this request now"));
+  body["error"]["code"] = reason;
+  w.send(503, "application/json", body.dump(),
+         {{"Retry-After", "1"}, {"x-baton-reject-reason", reason}});
 }
 
 pd::KvShape InstanceServer::Impl::kv_shape() const {
@@ -218,10 +298,11 @@ void InstanceServer::Impl::decode_route(pd::DecodeRequest dr,
   const auto lease = Clock::now() + std::chrono::milliseconds(dr.lease_ms);
 
   pd::Ticket ticket;
-  ticket.kv_endpoint = transport_->endpoint();
+  ticket.kv_endpoint = kv_endpoint_;
   ticket.kv_shape = kv_shape();
   ticket.lease_ms = dr.lease_ms;
   Status failed;
+  bool staging_full = false;
   for (auto& p : call->req.prompts) {
     if (!p.params.seed) p.params.seed = random_u64() >> 1;
     pd::TicketEntry entry;
@@ -245,16 +326,30 @@ void InstanceServer::Impl::decode_route(pd::DecodeRequest dr,
     imp.lease_deadline = lease;
     if (h->kv_bytes > 0) {
       imp.buffer = std::make_shared<engine::KvBuffer>();
-      imp.buffer->bytes.resize(h->kv_bytes);
       imp.buffer->first_token = h->cached_tokens;
       imp.buffer->num_tokens = h->prompt_tokens - h->cached_tokens;
-      auto mem = transport_->register_memory(imp.buffer->bytes.data(), h->kv_bytes);
-      if (!mem.is_ok()) {
-        engine_->cancel(h->id);
-        failed = mem.status();
-        break;
+      if (staging_) {
+        // The KV lands in a slice of the registered staging area.
+        auto slice = take_staging(h->kv_bytes);
+        if (!slice.is_ok()) {
+          engine_->cancel(h->id);
+          failed = slice.status();
+          staging_full = failed.code() == StatusCode::kResourceExhausted;
+          break;
+        }
+        imp.buffer->device = std::move(slice->first);
+        imp.memory = staging_handle_;
+        imp.offset = slice->second;
+      } else {
+        imp.buffer->bytes.resize(h->kv_bytes);
+        auto mem = transport_->register_memory(imp.buffer->bytes.data(), h->kv_bytes);
+        if (!mem.is_ok()) {
+          engine_->cancel(h->id);
+          failed = mem.status();
+          break;
+        }
+        imp.memory = *mem;
       }
-      imp.memory = *mem;
     }
     {
       std::lock_guard lock(pd_mu_);
@@ -266,7 +361,8 @@ void InstanceServer::Impl::decode_route(pd::DecodeRequest dr,
       std::lock_guard lock(pd_mu_);
       pi = &imports_[entry.transfer_id];
       auto rx = transport_->submit_receive(
-          entry.transfer_id, kvtransfer::MemorySlice{pi->memory, 0, h->kv_bytes}, Deadline(lease));
+          entry.transfer_id, kvtransfer::MemorySlice{pi->memory, pi->offset, h->kv_bytes},
+          Deadline(lease));
       if (!rx.is_ok()) {
         failed = rx.status();
         break;
@@ -285,11 +381,8 @@ void InstanceServer::Impl::decode_route(pd::DecodeRequest dr,
     }
     pd_outcomes_->with({"decode", "refused"}).inc();
     if (failed.code() == StatusCode::kResourceExhausted) {
-      auto body = protocol::error_object(
-          unavailable("The decode instance has no KV room for this request now"));
-      body["error"]["code"] = "kv_full";
-      w->send(503, "application/json", body.dump(),
-              {{"Retry-After", "1"}, {"x-baton-reject-reason", "kv_full"}});
+      rejected_->with({staging_full ? "kv_staging_full" : "kv_full"}).inc();
+      send_no_room(*w, staging_full, "decode");
     } else {
       w->send_error(failed);
     }
@@ -411,7 +504,7 @@ void InstanceServer::Impl::end_imports(Call& call) {
     }
   }
   for (auto rx : cancel) (void)transport_->cancel(rx);
-  for (auto mem : deregister) (void)transport_->deregister_memory(mem);
+  for (auto mem : deregister) release_memory(mem);
 }
 
 void InstanceServer::Impl::observe_breakdown(Call& call) {
@@ -467,7 +560,7 @@ void InstanceServer::Impl::on_transfer_finished(kvtransfer::TransferId id,
       draining_receives_.erase(d);
       lock.unlock();
       transport_->release(id);
-      (void)transport_->deregister_memory(memory);
+      release_memory(memory);
       return;  // buffer freed here, after the transport let go of it
     }
   }
@@ -498,9 +591,9 @@ void InstanceServer::Impl::on_transfer_finished(kvtransfer::TransferId id,
   }
   if (memory.value != 0) {
     transport_->release(id);
-    (void)transport_->deregister_memory(memory);
+    release_memory(memory);
     if (st.done() && landed) {
-      transfer_bytes_->inc(static_cast<double>(landed->bytes.size()));
+      transfer_bytes_->inc(static_cast<double>(kv_payload_bytes(*landed)));
       if (call) {
         std::lock_guard lock(call->pd_mu);
         call->kv_landed_at = Clock::now();
@@ -534,12 +627,12 @@ void InstanceServer::Impl::on_transfer_finished(kvtransfer::TransferId id,
     sends_.erase(it);
   }
   transport_->release(id);
-  (void)transport_->deregister_memory(send.memory);
+  release_memory(send.memory);
   auto pc = send.call.lock();
   const double took = secs(Clock::now() - send.started);
   if (st.done()) {
     transfer_time_->observe(took);
-    transfer_bytes_->inc(static_cast<double>(send.kv->bytes.size()));
+    transfer_bytes_->inc(static_cast<double>(kv_payload_bytes(*send.kv)));
   }
   send.kv.reset();
   if (!pc) return;
@@ -594,6 +687,22 @@ void InstanceServer::Impl::prefill_route(const protocol::HttpRequest& req,
     p.prefill_only = true;
     p.export_from_token = e.cached_tokens;
     prepared->prompt_tokens[i] = static_cast<int32_t>(e.prompt_token_ids.size());
+    const int64_t export_tokens = static_cast<int64_t>(e.prompt_token_ids.size()) - e.cached_tokens;
+    if (staging_ && export_tokens > 0) {
+      // The KV is gathered straight into a slice of the staging area, taken
+      // now so that a full area is a refusal before any work.
+      auto slice = take_staging(static_cast<uint64_t>(export_tokens) *
+                                static_cast<uint64_t>(engine_->kv_bytes_per_token()));
+      if (!slice.is_ok()) {
+        if (slice.status().code() != StatusCode::kResourceExhausted) {
+          return w->send_error(slice.status());
+        }
+        rejected_->with({"kv_staging_full"}).inc();
+        pd_outcomes_->with({"prefill", "rejected"}).inc();
+        return send_no_room(*w, true, "prefill");
+      }
+      p.export_to = std::move(slice->first);
+    }
     prompt_tokens += static_cast<int64_t>(e.prompt_token_ids.size()) - e.cached_tokens;
   }
 
@@ -733,26 +842,34 @@ void InstanceServer::Impl::process_prefill(const std::shared_ptr<PrefillCall>& c
         // Start the KV on its way before the first tokens' message, so the
         // two overlap.
         const auto& kv = ev->info.kv_export;
-        auto mem =
-            transport_->register_memory(const_cast<std::byte*>(kv->bytes.data()), kv->bytes.size());
+        const uint64_t kv_bytes = kv_payload_bytes(*kv);
+        uint64_t offset = 0;
+        Result<kvtransfer::MemoryHandle> mem = staging_handle_;
+        if (kv->device.data) {
+          // Gathered into its slice of the registered staging area.
+          offset = static_cast<uint64_t>(static_cast<const std::byte*>(kv->device.data) -
+                                         static_cast<const std::byte*>(staging_->base()));
+        } else {
+          mem = transport_->register_memory(const_cast<std::byte*>(kv->bytes.data()), kv_bytes);
+        }
         Result<kvtransfer::TransferId> tx = mem.status();
         if (mem.is_ok()) {
           std::lock_guard lock(pd_mu_);
           tx = transport_->submit_send(kvtransfer::TransferDesc{
               ft.transfer_id, call->req.ticket.kv_endpoint,
-              kvtransfer::MemorySlice{*mem, 0, kv->bytes.size()}, Deadline(call->lease_deadline)});
+              kvtransfer::MemorySlice{*mem, offset, kv_bytes}, Deadline(call->lease_deadline)});
           if (tx.is_ok()) {
             {
               std::lock_guard l2(call->mu);
               ++call->sends_pending;
               call->sends.push_back(*tx);
-              call->kv_bytes += kv->bytes.size();
+              call->kv_bytes += kv_bytes;
             }
             sends_[tx->value] = PendingSend{call, kv, *mem, ft.transfer_id, Clock::now()};
           }
         }
         if (!tx.is_ok()) {
-          if (mem.is_ok()) (void)transport_->deregister_memory(*mem);
+          if (mem.is_ok()) release_memory(*mem);
           pd::AbortRequest ab{ft.transfer_id, "KV send failed: " + tx.status().message()};
           post_to_decode(call->req.decode_address, pd::kAbortPath, pd::to_json(ab).dump());
           cancel_prefill(*call);

@@ -22,6 +22,7 @@ if [[ "${1:-}" == "--stage" ]]; then
   mkdir -p .carry/bin
   rm -f .carry/bin/*
   for f in "$build"/kernels/cuda/*_cuda_test "$build"/engine/*_cuda_test \
+           "$build"/kvtransfer/cuda_ipc/*_cuda_test "$build"/kvtransfer/cuda_ipc/cuda_ipc_peer \
            "$build"/bench/engine_gpu_bench; do
     [[ -x "$f" ]] || continue
     strip -o ".carry/bin/$(basename "$f")" "$f"

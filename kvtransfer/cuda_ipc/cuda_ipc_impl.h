@@ -7,7 +7,8 @@
 //
 // Threading: Impl's fields from `mu` to `mapping_count` and Op's fields
 // marked "mu" are guarded by Impl::mu; the rest belong to the one I/O thread,
-// which is also the only thread that calls CUDA.
+// which makes every CUDA call except the completion waiters' (Waiter): they
+// only query events the I/O thread recorded and hand completions back to it.
 
 #include <cuda_runtime_api.h>
 
@@ -49,6 +50,10 @@ inline constexpr uint64_t kMaxTransferBytes = uint64_t{1} << 40;
 // Checksum accumulators (device) and their host copies (pinned): one slot per
 // transfer being checksummed at a time.
 inline constexpr int kChecksumSlots = 1024;
+// Completions queued on one stream's waiter at most (each a recorded event);
+// beyond that a transfer fails with kResourceExhausted rather than queueing
+// without bound.
+inline constexpr size_t kMaxWaits = 16384;
 
 std::string cuda_error(const std::string& what, cudaError_t e);
 
@@ -116,6 +121,28 @@ struct Mapping {
   Clock::TimePoint last_used{};
 };
 
+// A completion to report once the work queued before `event` on a stream is
+// done: gpu_done(op) when `counts`, else chunk_copied(op, end).
+struct Wait {
+  cudaEvent_t event = nullptr;
+  std::shared_ptr<Op> op;
+  bool counts = false;
+  uint64_t end = 0;
+};
+
+// One thread per working stream that takes its completions in stream order
+// and polls each one's event (cudaEventQuery, yielding between polls: a
+// host function or a blocking-sync event wakes up late, by up to hundreds of
+// microseconds), then posts the completion to the I/O thread. It sleeps on
+// `cv` while nothing is queued.
+struct Waiter {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Wait> queue;  // at most kMaxWaits
+  bool closed = false;
+  std::thread thread;
+};
+
 struct Conn : std::enable_shared_from_this<Conn> {
   Conn(asio::io_context& io, bool out, std::string p)
       : outgoing(out), peer(std::move(p)), sock(io), resolver(io), connect_timer(io) {}
@@ -174,16 +201,17 @@ struct CudaIpcTransport::Impl {
   uint16_t port = 0;
   uint64_t nonce = 0;  // this process's identity in grants
 
-  // CUDA resources (I/O thread). Completions are reported by host functions
-  // on the *_notify streams, which wait on an event recorded on the working
-  // stream: a host function blocks its stream while it runs, and the copies
-  // and checksums must not stall behind one.
+  // CUDA resources (I/O thread). Completions are reported by a waiter
+  // thread per working stream (Waiter), each from an event recorded on the
+  // stream; events are reused through `free_events` (guarded by event_mu:
+  // the waiters return them).
   cudaStream_t copy_stream = nullptr;
   cudaStream_t sum_stream = nullptr;
-  cudaStream_t copy_notify = nullptr;
-  cudaStream_t sum_notify = nullptr;
-  cudaEvent_t copy_event = nullptr;
-  cudaEvent_t sum_event = nullptr;
+  cuda_ipc_detail::Waiter copy_waiter;
+  cuda_ipc_detail::Waiter sum_waiter;
+  std::mutex event_mu;
+  std::vector<cudaEvent_t> free_events;
+  std::vector<cudaEvent_t> all_events;     // I/O thread
   unsigned long long* dev_acc = nullptr;   // kChecksumSlots x 2
   unsigned long long* host_acc = nullptr;  // pinned, kChecksumSlots x 2
   std::vector<int> free_slots;
@@ -227,6 +255,8 @@ struct CudaIpcTransport::Impl {
   // (copy == true) or sum_stream is done: gpu_done(op) when `counts` (one of
   // the op's gpu_pending completions), else chunk_copied(op, end).
   Status notify(bool copy, const std::shared_ptr<Op>& op, bool counts, uint64_t end = 0);
+  void run_waiter(cuda_ipc_detail::Waiter& w);  // a waiter thread's loop
+  void stop_waiters();                          // drains and joins them
   void gpu_done(const std::shared_ptr<Op>& op);
   void chunk_copied(const std::shared_ptr<Op>& op, uint64_t end);
   int take_slot();

@@ -30,26 +30,6 @@ uint64_t process_nonce() {
   return nonce;
 }
 
-struct GpuDone {
-  CudaIpcTransport::Impl* impl;
-  std::shared_ptr<Op> op;
-  bool counts;
-  uint64_t end;
-};
-
-// Runs on a CUDA-internal thread: may not call CUDA, only hand over.
-void CUDART_CB host_done(void* p) {
-  auto* g = static_cast<GpuDone*>(p);
-  asio::post(g->impl->io, [g] {
-    std::unique_ptr<GpuDone> own(g);
-    if (own->counts) {
-      own->impl->gpu_done(own->op);
-    } else {
-      own->impl->chunk_copied(own->op, own->end);
-    }
-  });
-}
-
 using GetRange = int (*)(unsigned long long*, size_t*, unsigned long long);
 
 }  // namespace
@@ -80,10 +60,6 @@ Status CudaIpcTransport::Impl::init_cuda() {
   options.chunk_bytes = std::max<uint64_t>(16, options.chunk_bytes / 16 * 16);
   e = cudaStreamCreateWithFlags(&copy_stream, cudaStreamNonBlocking);
   if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&sum_stream, cudaStreamNonBlocking);
-  if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&copy_notify, cudaStreamNonBlocking);
-  if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&sum_notify, cudaStreamNonBlocking);
-  if (e == cudaSuccess) e = cudaEventCreateWithFlags(&copy_event, cudaEventDisableTiming);
-  if (e == cudaSuccess) e = cudaEventCreateWithFlags(&sum_event, cudaEventDisableTiming);
   if (e == cudaSuccess)
     e = cudaMalloc(reinterpret_cast<void**>(&dev_acc),
                    sizeof(unsigned long long) * 2 * kChecksumSlots);
@@ -93,13 +69,59 @@ Status CudaIpcTransport::Impl::init_cuda() {
   }
   if (e != cudaSuccess) return unavailable(cuda_error("allocating transport resources", e));
   for (int i = kChecksumSlots - 1; i >= 0; --i) free_slots.push_back(i);
+  for (Waiter* w : {&copy_waiter, &sum_waiter}) {
+    w->thread = std::thread([this, w] { run_waiter(*w); });
+  }
   return Status::ok();
 }
 
+void CudaIpcTransport::Impl::run_waiter(Waiter& w) {
+  // Event queries need no current device, but a later CUDA call on this
+  // thread would otherwise make device 0's context current.
+  cudaSetDevice(options.device);
+  for (;;) {
+    Wait next;
+    {
+      std::unique_lock lock(w.mu);
+      w.cv.wait(lock, [&] { return w.closed || !w.queue.empty(); });
+      if (w.queue.empty()) return;  // closed and drained
+      next = std::move(w.queue.front());
+      w.queue.pop_front();
+    }
+    // Bounded by the GPU work queued before the event (a failed copy or
+    // kernel completes the event too, with the error left on the stream).
+    while (cudaEventQuery(next.event) == cudaErrorNotReady) std::this_thread::yield();
+    cudaGetLastError();
+    {
+      std::lock_guard lock(event_mu);
+      free_events.push_back(next.event);
+    }
+    asio::post(io, [this, op = std::move(next.op), counts = next.counts, end = next.end] {
+      if (counts) {
+        gpu_done(op);
+      } else {
+        chunk_copied(op, end);
+      }
+    });
+  }
+}
+
+void CudaIpcTransport::Impl::stop_waiters() {
+  for (Waiter* w : {&copy_waiter, &sum_waiter}) {
+    {
+      std::lock_guard lock(w->mu);
+      w->closed = true;
+    }
+    w->cv.notify_all();
+    if (w->thread.joinable()) w->thread.join();
+  }
+}
+
 void CudaIpcTransport::Impl::release_cuda() {
-  for (cudaStream_t st : {copy_stream, sum_stream, copy_notify, sum_notify}) {
+  for (cudaStream_t st : {copy_stream, sum_stream}) {
     if (st) cudaStreamSynchronize(st);
   }
+  stop_waiters();
   for (auto& [key, m] : mappings) {
     if (m.base) cudaIpcCloseMemHandle(m.base);
   }
@@ -108,14 +130,12 @@ void CudaIpcTransport::Impl::release_cuda() {
     std::lock_guard lock(mu);
     mapping_count = 0;
   }
-  for (cudaStream_t st : {copy_stream, sum_stream, copy_notify, sum_notify}) {
+  for (cudaStream_t st : {copy_stream, sum_stream}) {
     if (st) cudaStreamDestroy(st);
   }
-  for (cudaEvent_t ev : {copy_event, sum_event}) {
-    if (ev) cudaEventDestroy(ev);
-  }
-  copy_notify = sum_notify = nullptr;
-  copy_event = sum_event = nullptr;
+  for (cudaEvent_t ev : all_events) cudaEventDestroy(ev);
+  all_events.clear();
+  free_events.clear();
   if (dev_acc) cudaFree(dev_acc);
   if (host_acc) cudaFreeHost(host_acc);
   copy_stream = sum_stream = nullptr;
@@ -229,19 +249,41 @@ void CudaIpcTransport::Impl::arm_deadline(const std::shared_ptr<Op>& op) {
 
 Status CudaIpcTransport::Impl::notify(bool copy, const std::shared_ptr<Op>& op, bool counts,
                                       uint64_t end) {
-  cudaEvent_t ev = copy ? copy_event : sum_event;
-  cudaStream_t notify_stream = copy ? copy_notify : sum_notify;
-  // One event serves every notification: a wait binds to the record made
-  // before it, so recording again later does not disturb it.
-  cudaError_t e = cudaEventRecord(ev, copy ? copy_stream : sum_stream);
-  if (e == cudaSuccess) e = cudaStreamWaitEvent(notify_stream, ev, 0);
-  if (e != cudaSuccess) return internal_error(cuda_error("queueing a completion", e));
-  auto* g = new GpuDone{this, op, counts, end};
-  e = cudaLaunchHostFunc(notify_stream, &host_done, g);
-  if (e != cudaSuccess) {
-    delete g;
-    return internal_error(cuda_error("cudaLaunchHostFunc", e));
+  Waiter& w = copy ? copy_waiter : sum_waiter;
+  {
+    std::lock_guard lock(w.mu);
+    if (w.queue.size() >= kMaxWaits) {
+      return resource_exhausted("more than " + std::to_string(kMaxWaits) +
+                                " GPU completions pending on one stream");
+    }
   }
+  cudaEvent_t ev = nullptr;
+  {
+    std::lock_guard lock(event_mu);
+    if (!free_events.empty()) {
+      ev = free_events.back();
+      free_events.pop_back();
+    }
+  }
+  cudaError_t e = cudaSuccess;
+  if (ev == nullptr) {
+    e = cudaEventCreateWithFlags(&ev, cudaEventDisableTiming);
+    if (e != cudaSuccess) return internal_error(cuda_error("queueing a completion", e));
+    all_events.push_back(ev);
+  }
+  e = cudaEventRecord(ev, copy ? copy_stream : sum_stream);
+  if (e != cudaSuccess) {
+    std::lock_guard lock(event_mu);
+    free_events.push_back(ev);
+    return internal_error(cuda_error("queueing a completion", e));
+  }
+  {
+    // Only this thread adds to the queue, so the room checked above is
+    // still there.
+    std::lock_guard lock(w.mu);
+    w.queue.push_back(Wait{ev, op, counts, end});
+  }
+  w.cv.notify_one();
   if (counts) ++op->gpu_pending;
   return Status::ok();
 }
@@ -366,7 +408,7 @@ void CudaIpcTransport::Impl::shutdown() {
   sweep_timer.cancel();
   // Copies in flight finish first (their completions are queued behind this
   // handler and find their ops already failed).
-  for (cudaStream_t st : {copy_stream, sum_stream, copy_notify, sum_notify}) {
+  for (cudaStream_t st : {copy_stream, sum_stream}) {
     if (st) cudaStreamSynchronize(st);
   }
   std::vector<std::shared_ptr<Op>> pending;

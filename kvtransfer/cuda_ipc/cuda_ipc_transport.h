@@ -39,8 +39,10 @@
 // opening an IPC handle, which CUDA refuses within a process.
 //
 // Thread-safety: every public method is thread-safe. All control I/O and
-// every CUDA call run on one internal thread, which makes options.device
-// current for itself only. Destroying the transport waits for the copies in
+// every CUDA call that queues work run on one internal thread, which makes
+// options.device current for itself only; two more internal threads (one per
+// working stream) poll the events that mark GPU work done and hand the
+// completions to it. Destroying the transport waits for the copies in
 // flight, then fails pending transfers with kCancelled; no call may run
 // concurrently with the destructor.
 
