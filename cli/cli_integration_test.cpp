@@ -30,13 +30,13 @@ Outcome run_baton(const std::string& args) {
 TEST(Cli, HelpListsEverySubcommand) {
   Outcome r = run_baton("--help");
   EXPECT_EQ(r.exit_code, 0);
-  for (const char* sub : {"serve", "gateway", "up", "bench", "sim", "version"}) {
+  for (const char* sub : {"serve", "gateway", "up", "controller", "bench", "sim", "version"}) {
     EXPECT_NE(r.output.find(sub), std::string::npos) << sub << " missing from:\n" << r.output;
   }
 }
 
 TEST(Cli, EachSubcommandHasHelp) {
-  for (const char* sub : {"serve", "gateway", "up", "bench", "sim", "version"}) {
+  for (const char* sub : {"serve", "gateway", "up", "controller", "bench", "sim", "version"}) {
     Outcome r = run_baton(std::string(sub) + " --help");
     EXPECT_EQ(r.exit_code, 0) << sub;
     EXPECT_NE(r.output.find("Usage"), std::string::npos) << r.output;
