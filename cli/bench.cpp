@@ -20,6 +20,7 @@
 #include "bench/serving/report.h"
 #include "bench/serving/runner.h"
 #include "bench/serving/workload.h"
+#include "cli/bench_profile.h"
 #include "cli/commands.h"
 
 namespace baton::cli {
@@ -515,7 +516,10 @@ Run register_bench(CLI::App& app) {
       ->check(CLI::ExistingFile);
   plot->add_option("--out-dir", f->plot_out, "Where the PNGs go")->capture_default_str();
 
-  return [f, compare, plot] {
+  BenchProfileCommand profile = register_bench_profile(*cmd);
+
+  return [f, compare, plot, profile] {
+    if (profile.app->parsed()) return profile.run();
     if (plot->parsed()) {
       std::vector<nlohmann::json> results;
       for (const std::string& p : f->plot_inputs) {

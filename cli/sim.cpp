@@ -236,6 +236,8 @@ int run_once(const SimFlags& f, const sim::Profile& profile) {
        fmt::format("{:.2f} / {:.2f}", s.tpot_mean_s * 1e3, s.tpot_p90_s * 1e3));
   line("SLO attainment",
        fmt::format("{:.1f}% (TTFT only {:.1f}%)", s.slo_attainment * 100, s.ttft_attainment * 100));
+  const double throughput = s.duration_s > 0 ? s.completed / s.duration_s : 0;
+  line("request throughput (req/s)", fmt::format("{:.3f}", throughput));
   line("output tokens/s", fmt::format("{:.0f}", s.output_tokens_per_s));
   line("KV transfer mean (ms)", fmt::format("{:.2f}", s.transfer_mean_s * 1e3));
   line("prefill forwards", std::to_string(s.forwards));
@@ -252,8 +254,10 @@ int run_once(const SimFlags& f, const sim::Profile& profile) {
                     {"rejected", s.rejected},
                     {"timed_out", s.timed_out},
                     {"duration_s", s.duration_s},
+                    {"request_throughput", throughput},
                     {"ttft_mean_s", s.ttft_mean_s},
                     {"ttft_p50_s", s.ttft_p50_s},
+                    {"ttft_p90_s", s.ttft_p90_s},
                     {"ttft_p99_s", s.ttft_p99_s},
                     {"tpot_mean_s", s.tpot_mean_s},
                     {"tpot_p90_s", s.tpot_p90_s},
@@ -274,7 +278,8 @@ int run_once(const SimFlags& f, const sim::Profile& profile) {
 Run register_sim(CLI::App& app) {
   auto* cmd = app.add_subcommand("sim", "Discrete-event simulation of a cluster (docs/sim.md)");
   auto f = std::make_shared<SimFlags>();
-  cmd->add_option("--profile", f->profile, "Profile file, or cpu-2core / h100-llama8b")
+  cmd->add_option("--profile", f->profile,
+                  "Profile file, or cpu-2core / h100-llama8b / h100-llama8b-serving")
       ->capture_default_str();
   cmd->add_option("--link-gbps", f->link_gbps,
                   "KV link bandwidth in GB/s, replacing the profile's (e.g. an RDMA NIC)");

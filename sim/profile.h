@@ -59,7 +59,7 @@ double measured_prefill_rate(const Profile& p);
 // Errors: kInvalidArgument naming the key or value.
 Result<Profile> parse_profile(const std::string& yaml_text);
 // `path_or_name`: a file, or the name of a shipped profile ("cpu-2core",
-// "h100-llama8b") found in sim/profiles/.
+// "h100-llama8b", "h100-llama8b-serving") found in sim/profiles/.
 Result<Profile> load_profile(const std::string& path_or_name);
 
 }  // namespace baton::sim

@@ -67,7 +67,7 @@ TEST(Profile, CostModelsByHand) {
 }
 
 TEST(Profile, ShippedProfilesLoadAndTyposAreRefused) {
-  for (const char* name : {"cpu-2core", "h100-llama8b"}) {
+  for (const char* name : {"cpu-2core", "h100-llama8b", "h100-llama8b-serving"}) {
     auto p = load_profile(name);
     ASSERT_TRUE(p.is_ok()) << p.status().to_string();
     EXPECT_EQ(p->name, name);
