@@ -42,7 +42,16 @@
 #                         timings, repeatable (default: --controller-interval-ms
 #                         500 --load-window-s 4 --ratio-sustain-rounds 2
 #                         --ratio-cooldown-s 4 --ratio-reverse-cooldown-s 8)
-#   --only LABELS         comma list of configurations to run (e.g. dynamic-2p2d)
+#   --only LABELS         comma list of configurations to run (e.g. dynamic-2p2d);
+#                         a single one runs on its own (`baton bench` against
+#                         it), compared with --reference figures
+#   --reference LABEL=G1,...,Gk,OVERALL
+#                         goodput (req/s) of a configuration measured in an
+#                         earlier run on the same machine, one per phase then
+#                         overall, compared with as if measured now (marked
+#                         "earlier run" in the summary); repeatable. E.g. the
+#                         static splits, whose behaviour a change of the ratio
+#                         policy does not touch (their controller only advises)
 #   --port P              first gateway port (default 18600; one per config)
 #   --seed S              workload seed (default 0)
 #   --timeout-s S         per-request timeout (default 20)
@@ -84,6 +93,7 @@ TTFT_BUDGET_MS=
 SERVE_ARGS=()
 CONTROLLER_ARGS=()
 ONLY=
+REFERENCES=()
 PORT=18600
 SEED=0
 TIMEOUT_S=20
@@ -108,6 +118,7 @@ while [[ $# -gt 0 ]]; do
     --controller-arg) CONTROLLER_ARGS+=("$2"); shift 2 ;;
     --controller-arg=*) CONTROLLER_ARGS+=("${1#--controller-arg=}"); shift ;;
     --only) ONLY=$2; shift 2 ;;
+    --reference) REFERENCES+=("$2"); shift 2 ;;
     --port) PORT=$2; shift 2 ;;
     --seed) SEED=$2; shift 2 ;;
     --timeout-s) TIMEOUT_S=$2; shift 2 ;;
@@ -250,6 +261,7 @@ fi
 # Every configuration: label, prefill count, decode count, ratio flag.
 LABELS=()
 COMMANDS=()
+PORTS=()
 add_config() {
   local label=$1 p=$2 d=$3 ratio=$4 port=$5
   if [[ -n $ONLY && ",$ONLY," != *",$label,"* ]]; then return; fi
@@ -262,6 +274,7 @@ add_config() {
   cmd+=" 2>&1 | '$SCRIPT_ABS' --stamp-lines"
   LABELS+=("$label")
   COMMANDS+=("$cmd")
+  PORTS+=("$port")
 }
 i=0
 for (( p = 1; p < N; ++p )); do
@@ -270,10 +283,17 @@ for (( p = 1; p < N; ++p )); do
 done
 add_config "dynamic-${START_PREFILL}p$(( N - START_PREFILL ))d" "$START_PREFILL" \
   "$(( N - START_PREFILL ))" dynamic "$(( PORT + i ))"
-if [[ ${#LABELS[@]} -lt 2 ]]; then
-  echo "pd_ratio_bench.sh: --only must leave two or more configurations to compare" >&2
+if [[ ${#LABELS[@]} -eq 0 || ( ${#LABELS[@]} -lt 2 && ${#REFERENCES[@]} -eq 0 ) ]]; then
+  echo "pd_ratio_bench.sh: --only must leave two or more configurations to compare, or one" \
+    "with --reference figures" >&2
   exit 2
 fi
+for ref in "${REFERENCES[@]}"; do
+  if [[ $ref != *=* ]]; then
+    echo "pd_ratio_bench.sh: --reference $ref: expected LABEL=G1,...,OVERALL" >&2
+    exit 2
+  fi
+done
 
 BENCH=("$BATON_ABS" bench compare)
 for k in "${!LABELS[@]}"; do BENCH+=(--launch "${LABELS[$k]}=${COMMANDS[$k]}"); done
@@ -331,13 +351,34 @@ while True:
 PY
 WATCHER=$!
 
-echo "pd_ratio_bench.sh: ${#LABELS[@]} configurations of $N instances: ${LABELS[*]}"
+echo "pd_ratio_bench.sh: ${#LABELS[@]} configuration(s) of $N instances: ${LABELS[*]}"
 status=0
-"${BENCH[@]}" 2>&1 | tee "$OUT/bench.log" || status=$?
+if [[ ${#LABELS[@]} -eq 1 ]]; then
+  # One configuration: started here and measured by `baton bench` (compare
+  # needs two targets), with the same workload and result files.
+  if start_cluster "$OUT_ABS/logs/${LABELS[0]}.log" "${COMMANDS[0]}"; then
+    SINGLE=("$BATON_ABS" bench --url "http://127.0.0.1:${PORTS[0]}" --label "${LABELS[0]}")
+    for ph in "${PHASES[@]}"; do SINGLE+=(--phase "$ph"); done
+    SINGLE+=(--goodput "ttft:$TTFT_SLO_MS" "tpot:$TPOT_SLO_MS" --seed "$SEED"
+             --timeout-s "$TIMEOUT_S" --result-dir "$OUT_ABS/results")
+    "${SINGLE[@]}" 2>&1 | tee "$OUT/bench.log" || status=$?
+    # The cluster's process group: `baton up` and the line stamper.
+    kill -TERM -- "-$UP_PID" 2>/dev/null || true
+    deadline=$(( SECONDS + 30 ))
+    while kill -0 "$UP_PID" 2>/dev/null && (( SECONDS < deadline )); do sleep 0.2; done
+    kill -KILL -- "-$UP_PID" 2>/dev/null || true
+    wait "$UP_PID" 2>/dev/null || true
+  else
+    status=1
+  fi
+else
+  "${BENCH[@]}" 2>&1 | tee "$OUT/bench.log" || status=$?
+fi
 kill "$WATCHER" 2>/dev/null || true
 wait "$WATCHER" 2>/dev/null || true
 
-python3 - "$OUT_ABS" "$TTFT_SLO_MS" "$TPOT_SLO_MS" "${LABELS[@]}" <<'PY' | tee "$OUT/summary.md"
+python3 - "$OUT_ABS" "$TTFT_SLO_MS" "$TPOT_SLO_MS" "${#REFERENCES[@]}" "${REFERENCES[@]}" \
+    "${LABELS[@]}" <<'PY' | tee "$OUT/summary.md"
 import datetime
 import json
 import os
@@ -345,7 +386,9 @@ import re
 import sys
 
 out, ttft, tpot = sys.argv[1], sys.argv[2], sys.argv[3]
-labels = sys.argv[4:]
+nref = int(sys.argv[4])
+references = sys.argv[5:5 + nref]
+labels = sys.argv[5 + nref:]
 print(open(os.path.join(out, "command.md")).read())
 cal = os.path.join(out, "calibration", "calibration.md")
 if os.path.exists(cal):
@@ -360,6 +403,20 @@ if not results:
     sys.exit(1)
 first = next(iter(results.values()))
 phases = [p["name"] for p in first.get("phases", [])]
+# Figures of an earlier run (--reference): goodput per phase, then overall.
+earlier = set()
+for ref in references:
+    label, _, figures = ref.partition("=")
+    values = [float(x) for x in figures.split(",")]
+    if len(values) != len(phases) + 1:
+        print(f"--reference {ref}: expected {len(phases) + 1} figures "
+              f"({', '.join(phases)}, overall)")
+        sys.exit(1)
+    results[label] = {"request_goodput": values[-1],
+                      "phases": [{"name": n, "request_goodput": v}
+                                 for n, v in zip(phases, values)]}
+    earlier.add(label)
+    labels.append(label)
 print(f"Goodput (req/s) under SLO TTFT <= {ttft} ms and TPOT <= {tpot} ms; each phase's "
       "requests over its own duration, overall over the whole run:")
 print()
@@ -427,7 +484,8 @@ for label in labels:
         g = goodput(r, c)
         vals.append("-" if g is None else f"{g:.2f}")
     n = str(done) if label.startswith("dynamic") else "0"
-    print(f"| {label} | " + " | ".join(vals) + f" | {n} |")
+    name = label + (" (earlier run)" if label in earlier else "")
+    print(f"| {name} | " + " | ".join(vals) + f" | {n} |")
 dyn = [l for l in labels if l.startswith("dynamic") and l in results]
 static = [l for l in labels if l.startswith("static") and l in results]
 if dyn and static:
@@ -463,7 +521,7 @@ print("| configuration | phase | ok | failed | goodput req/s | mean TTFT ms | P9
 print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for label in labels:
     r = results.get(label)
-    if r is None:
+    if r is None or label in earlier:
         continue
     for p in r.get("phases", []):
         print(f"| {label} | {p['name']} | {p['completed']} | {p['failed']} | "
@@ -491,6 +549,8 @@ for label in labels:
             rows.append(f"{rel}  {rest}")
     reasons[label] = rows
 for label in labels:
+    if label in earlier:
+        continue
     rows = changes.get(label, [])
     kind = "made" if label.startswith("dynamic") else "advised (ratio adjustment off)"
     print(f"Controller of {label}: role changes {kind}, seconds from the run's start:")

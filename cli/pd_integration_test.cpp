@@ -243,6 +243,30 @@ TEST_F(PdCluster, GreedyCompletionIsIdenticalToMixed) {
   EXPECT_EQ(pdr.prefill_events, (std::vector<std::string>{"accepted", "first_token", "done"}));
 }
 
+TEST_F(PdCluster, EachSideRecordsItsOwnLatencies) {
+  // The prefill instance observes its own time to first token (queue and
+  // prefill); the decode instance the client's TTFT and the time between
+  // tokens as they are produced: what the controller's ratio policy reads.
+  auto count = [](const Instance& i, const std::string& name) {
+    json v = i.metrics_value(name + "_count");
+    return v.is_number() ? v.get<double>() : 0.0;
+  };
+  const double prefill_ttft = count(*prefill_, "baton:prefill_time_to_first_token_seconds");
+  const double client_ttft = count(*decode_, "baton:time_to_first_token_seconds");
+  const double itl = count(*decode_, "baton:inter_token_latency_seconds");
+  // Long enough that the output pump sees tokens arrive over several steps
+  // (tokens that reach it together with the first give no interval).
+  auto pdr = ask_pd(*prefill_, *decode_, pd::Api::kCompletions, completion("Two roads", 96));
+  ASSERT_EQ(pdr.status, 200);
+  ASSERT_FALSE(pdr.error) << pdr.error->to_string();
+  EXPECT_EQ(count(*prefill_, "baton:prefill_time_to_first_token_seconds"), prefill_ttft + 1);
+  EXPECT_GT(prefill_->metrics_value("baton:prefill_time_to_first_token_seconds_sum").get<double>(),
+            0.0);
+  EXPECT_EQ(count(*decode_, "baton:time_to_first_token_seconds"), client_ttft + 1);
+  EXPECT_GT(count(*decode_, "baton:inter_token_latency_seconds"), itl);
+  EXPECT_EQ(count(*decode_, "baton:prefill_time_to_first_token_seconds"), 0.0);
+}
+
 TEST_F(PdCluster, SeededSamplingWithNAndLogprobsIsIdenticalToMixed) {
   json body = completion("Once upon a time", 16);
   body["temperature"] = 0.9;

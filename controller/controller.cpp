@@ -129,6 +129,7 @@ class Controller::Impl {
       http_.reset();
     }
     (void)pool_.shutdown(std::chrono::steady_clock::now() + 2 * options_.probe_timeout);
+    spdlog::default_logger_raw()->flush();
   }
 
   uint16_t port() const { return http_ ? http_->port() : 0; }
@@ -210,6 +211,10 @@ class Controller::Impl {
     for (const ControllerEvent& e : events) {
       for (const auto& cb : callbacks) cb(e);
     }
+    // The logger flushes by itself only at warning level; decisions and
+    // health transitions are info, and a log file read while the cluster runs
+    // (or after it was killed) must have them.
+    spdlog::default_logger_raw()->flush();
   }
 
  private:
@@ -287,7 +292,7 @@ class Controller::Impl {
         while (t.history.size() > 1 && now - t.history.front().at > options_.load_window) {
           t.history.erase(t.history.begin());
         }
-        t.load = merge_reports(t.history);
+        t.load = merge_reports(t.history, options_.window_observations);
       }
 
       t.role = t.completed.value_or(m.role);
@@ -510,6 +515,8 @@ std::string Controller::cluster_json(const ControllerView& view) {
                 {"rejected", s.load->rejected}};
       if (auto q = s.load->ttft_quantile(0.9)) l["ttft_p90_s"] = *q;
       if (auto q = s.load->tpot_quantile(0.9)) l["tpot_p90_s"] = *q;
+      if (auto q = s.load->prefill_ttft.quantile(0.9)) l["prefill_ttft_p90_s"] = *q;
+      if (auto q = s.load->itl.quantile(0.9)) l["itl_p90_s"] = *q;
       i["load"] = l;
     }
     out["instances"].push_back(i);

@@ -23,6 +23,10 @@
 // baton:controller_role_changes_total{group,from,to,result},
 // baton:controller_health_transitions_total{to}, baton:controller_rounds_total.
 //
+// Logging: decisions and health transitions go to the process's default
+// logger, flushed at the end of every round and on stop(), so that a log file
+// is current while the controller runs.
+//
 // Thread-safety: all public members are thread-safe. The clock is injected:
 // with start_loop = false and a FakeClock a test drives rounds itself.
 
@@ -57,9 +61,13 @@ struct ControllerOptions {
   // and how long the controller follows a change before calling it failed.
   std::chrono::milliseconds drain_timeout{30000};
   std::chrono::milliseconds role_change_timeout{90000};
-  // Latencies and rejections are judged over the reports of this span (at
-  // least the last one), not just the last interval.
+  // Rejections are judged over the reports of this span (at least the last
+  // one), not just the last interval; latencies over the newest of them that
+  // hold at least `window_observations` observations (or all of the span):
+  // a busy instance is judged on what it does now, a quiet one on enough
+  // requests.
   std::chrono::milliseconds load_window{10000};
+  double window_observations = 20;
   // The controller's own HTTP endpoint; nullopt: none.
   std::optional<protocol::HttpServerOptions> http = protocol::HttpServerOptions{};
   int probe_threads = 8;

@@ -4,11 +4,16 @@
 #include "controller/controller.h"
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/basic_file_sink.h>
 
 #include <condition_variable>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "common/logging.h"
 #include "controller/role_client.h"
 #include "protocol/http_client.h"
 
@@ -340,6 +345,38 @@ TEST(Controller, TheLoopProbesOnItsOwnAndStops) {
   (*c)->stop();
   uint64_t rounds = (*c)->view().rounds;
   EXPECT_GE(rounds, 1u);
+}
+
+TEST(Controller, ItsLogFileIsCurrentWhileItRuns) {
+  // Decisions and health transitions are info lines; the file must have them
+  // after the round, not only once the process exits (`baton up` reads it as
+  // controller.log while the cluster runs, and after a kill).
+  const std::string path = ::testing::TempDir() + "controller_log_test.log";
+  std::remove(path.c_str());
+  auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path, true);
+  auto logger = make_logger(LogOptions{}, sink);
+  ASSERT_TRUE(logger.is_ok());
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(*logger);
+
+  FakeInstance p0(Role::kPrefill), d0(Role::kDecode);
+  StaticMembership members({p0.member("p0"), d0.member("d0")});
+  FakeClock clock;
+  ControllerOptions o = manual_options();
+  o.http.reset();
+  auto c = Controller::start(o, members, clock);
+  ASSERT_TRUE(c.is_ok());
+  (*c)->run_round();
+  auto read_all = [&] {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  };
+  std::string text = read_all();
+  EXPECT_NE(text.find("p0 (127.0.0.1"), std::string::npos) << text;
+  EXPECT_NE(text.find("group default: hold"), std::string::npos) << text;
+  (*c)->stop();
+  spdlog::set_default_logger(previous);
+  std::remove(path.c_str());
 }
 
 TEST(RoleClient, ParsesStatusAnswers) {

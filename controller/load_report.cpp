@@ -238,6 +238,8 @@ Result<MetricsScrape> parse_metrics(std::string_view text) {
   m.kv_usage = sum_of(samples, "baton:kv_cache_usage_perc");
   m.ttft = collect_histogram(samples, "baton:time_to_first_token_seconds");
   m.tpot = collect_histogram(samples, "baton:time_per_output_token_seconds");
+  m.prefill_ttft = collect_histogram(samples, "baton:prefill_time_to_first_token_seconds");
+  m.itl = collect_histogram(samples, "baton:inter_token_latency_seconds");
   m.rejected_total = sum_of(samples, "baton:request_rejected_total");
   m.finished_total = sum_of(samples, "baton:request_success_total");
   for (const MetricSample& s : samples) {
@@ -257,6 +259,9 @@ LoadReport make_load_report(const MetricsScrape* previous, const MetricsScrape& 
   r.kv_usage = current.kv_usage;
   r.ttft = window_between(previous ? &previous->ttft : nullptr, current.ttft);
   r.tpot = window_between(previous ? &previous->tpot : nullptr, current.tpot);
+  r.prefill_ttft =
+      window_between(previous ? &previous->prefill_ttft : nullptr, current.prefill_ttft);
+  r.itl = window_between(previous ? &previous->itl : nullptr, current.itl);
   auto delta = [](const MetricsScrape* p, double prev_v, double cur_v) {
     if (p == nullptr || cur_v < prev_v) return cur_v;
     return cur_v - prev_v;
@@ -267,20 +272,27 @@ LoadReport make_load_report(const MetricsScrape* previous, const MetricsScrape& 
   return r;
 }
 
-LoadReport merge_reports(const std::vector<LoadReport>& reports) {
+LoadReport merge_reports(const std::vector<LoadReport>& reports, double enough) {
   if (reports.empty()) return LoadReport{};
   LoadReport out = reports.back();
-  out.ttft = LatencyWindow{};
-  out.tpot = LatencyWindow{};
   out.rejected = out.finished = 0;
   for (const LoadReport& r : reports) {
-    // Bounds only change when an instance is replaced by another build;
-    // then the newest windows win.
-    if (!out.ttft.merge(r.ttft)) out.ttft = r.ttft;
-    if (!out.tpot.merge(r.tpot)) out.tpot = r.tpot;
     out.rejected += r.rejected;
     out.finished += r.finished;
   }
+  auto newest_back = [&](LatencyWindow LoadReport::*window) {
+    LatencyWindow w;
+    for (auto it = reports.rbegin(); it != reports.rend() && w.total() < enough; ++it) {
+      // Bounds only change when an instance is replaced by another build;
+      // the newer windows are kept then.
+      if (!w.merge((*it).*window)) break;
+    }
+    out.*window = std::move(w);
+  };
+  newest_back(&LoadReport::ttft);
+  newest_back(&LoadReport::tpot);
+  newest_back(&LoadReport::prefill_ttft);
+  newest_back(&LoadReport::itl);
   return out;
 }
 

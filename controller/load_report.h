@@ -14,6 +14,7 @@
 //
 // Everything here is a pure function of its arguments; thread-safe.
 
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -74,11 +75,17 @@ LatencyWindow window_between(const HistogramCounts* prev, const HistogramCounts&
 
 // The metrics of one instance the controller reads, from one scrape.
 struct MetricsScrape {
-  double running = 0;         // baton:num_requests_running
-  double waiting = 0;         // baton:num_requests_waiting
-  double kv_usage = 0;        // baton:kv_cache_usage_perc, 0..1
-  HistogramCounts ttft;       // baton:time_to_first_token_seconds
-  HistogramCounts tpot;       // baton:time_per_output_token_seconds
+  double running = 0;    // baton:num_requests_running
+  double waiting = 0;    // baton:num_requests_waiting
+  double kv_usage = 0;   // baton:kv_cache_usage_perc, 0..1
+  HistogramCounts ttft;  // baton:time_to_first_token_seconds (where the client's
+                         // first token is sent: mixed and decode instances)
+  HistogramCounts tpot;  // baton:time_per_output_token_seconds (per request, at its end)
+  // baton:prefill_time_to_first_token_seconds: a prefill instance's queue and
+  // prefill until it has sampled the first token.
+  HistogramCounts prefill_ttft;
+  // baton:inter_token_latency_seconds: time per token as tokens are produced.
+  HistogramCounts itl;
   double rejected_total = 0;  // sum of baton:request_rejected_total over reasons
   double finished_total = 0;  // sum of baton:request_success_total over reasons
   // The role the instance says it has (baton:instance_role{role="..."} == 1),
@@ -99,6 +106,8 @@ struct LoadReport {
   double kv_usage = 0;
   LatencyWindow ttft;               // since the previous report
   LatencyWindow tpot;               // since the previous report
+  LatencyWindow prefill_ttft;       // since the previous report
+  LatencyWindow itl;                // since the previous report
   double rejected = 0;              // rejections since the previous report
   double finished = 0;              // requests finished since the previous report
   std::optional<std::string> role;  // as the instance reports it
@@ -112,11 +121,13 @@ struct LoadReport {
 LoadReport make_load_report(const MetricsScrape* previous, const MetricsScrape& current,
                             Clock::TimePoint at);
 
-// Several consecutive reports of one instance as one over their whole span:
-// gauges, time and role of the last, latency windows merged, rejections and
-// finished requests summed. Judging latency over a longer span than one
-// scrape interval keeps low-traffic instances from having too few
-// observations. An empty list gives an empty report.
-LoadReport merge_reports(const std::vector<LoadReport>& reports);
+// Several consecutive reports of one instance (oldest first) as one: gauges,
+// time and role of the last, rejections and finished requests summed over all
+// of them. Each latency window is merged from the newest report back until it
+// holds at least `enough` observations (all of them by default), so that a
+// busy instance is judged on what it does now and one with a few requests a
+// second over a longer span, with enough observations to judge. An empty
+// list gives an empty report.
+LoadReport merge_reports(const std::vector<LoadReport>& reports, double enough = HUGE_VAL);
 
 }  // namespace baton::controller

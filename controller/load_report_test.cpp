@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <string>
+#include <vector>
 
 namespace baton::controller {
 namespace {
@@ -110,6 +111,78 @@ TEST(LatencyWindow, QuantilesInterpolateInsideBuckets) {
   LatencyWindow mismatched{{0.5}, {1, 1}};
   EXPECT_FALSE(w.merge(mismatched));
   EXPECT_EQ(w.total(), 20);
+}
+
+// A histogram of `name` in the exposition format, cumulative counts over
+// bounds 0.01 and 0.02 s.
+std::string histogram_text(const std::string& name, double le_0_01, double le_0_02, double total) {
+  std::string t = "# TYPE " + name + " histogram\n";
+  t += name + "_bucket{le=\"0.01\"} " + std::to_string(le_0_01) + "\n";
+  t += name + "_bucket{le=\"0.02\"} " + std::to_string(le_0_02) + "\n";
+  t += name + "_bucket{le=\"+Inf\"} " + std::to_string(total) + "\n";
+  t += name + "_count " + std::to_string(total) + "\n";
+  return t;
+}
+
+TEST(LoadReport, ReadsThePrefillSideTtftAndTheInterTokenLatencyByWindow) {
+  // A prefill instance observes its own time to first token; a decode
+  // instance the time between tokens as they come.
+  auto before = parse_metrics(histogram_text("baton:prefill_time_to_first_token_seconds", 4, 4, 4) +
+                              histogram_text("baton:inter_token_latency_seconds", 100, 100, 100));
+  auto after = parse_metrics(histogram_text("baton:prefill_time_to_first_token_seconds", 4, 5, 10) +
+                             histogram_text("baton:inter_token_latency_seconds", 100, 300, 300));
+  ASSERT_TRUE(before.is_ok() && after.is_ok());
+  EXPECT_EQ(after->prefill_ttft.bounds, (std::vector<double>{0.01, 0.02}));
+  EXPECT_EQ(after->prefill_ttft.cumulative, (std::vector<double>{4, 5, 10}));
+  EXPECT_EQ(after->itl.cumulative, (std::vector<double>{100, 300, 300}));
+  EXPECT_TRUE(after->ttft.empty()) << "the client TTFT is another histogram";
+
+  LoadReport r = make_load_report(&*before, *after, Clock::TimePoint{});
+  EXPECT_EQ(r.prefill_ttft.counts, (std::vector<double>{0, 1, 5}));
+  EXPECT_EQ(r.itl.counts, (std::vector<double>{0, 200, 0}));
+  EXPECT_NEAR(*r.itl.quantile(0.9), 0.019, 1e-9);
+  EXPECT_EQ(*r.prefill_ttft.quantile(0.9), 0.02);  // in the +Inf bucket
+
+  LoadReport next = make_load_report(&*after, *after, Clock::TimePoint{});
+  LoadReport merged = merge_reports({r, next});
+  EXPECT_EQ(merged.prefill_ttft.total(), 6);
+  EXPECT_EQ(merged.itl.total(), 200);
+
+  // An instance without them (another server, an older build): empty
+  // windows, not an error.
+  auto plain = parse_metrics(metrics_text(1, 0, 0.1, 1, 1, 1, 0));
+  ASSERT_TRUE(plain.is_ok());
+  LoadReport p = make_load_report(nullptr, *plain, Clock::TimePoint{});
+  EXPECT_EQ(p.prefill_ttft.total(), 0);
+  EXPECT_EQ(p.itl.total(), 0);
+}
+
+TEST(LoadReport, LatencyIsJudgedOnTheNewestReportsThatHoldEnoughObservations) {
+  // A busy decode instance whose tokens were slow (two reports of 100 at
+  // 0.3 s) and are fast now (100 at 15 ms): with 50 observations enough it is
+  // judged on the newest report alone, where merging everything would still
+  // show the old slowness. A quiet one reaches back further.
+  const std::vector<double> bounds = {0.02, 0.5};
+  auto report = [&](double fast, double slow, double rejected) {
+    LoadReport r;
+    r.itl = LatencyWindow{bounds, {fast, slow, 0}};
+    r.tpot = LatencyWindow{bounds, {0, 2, 0}};
+    r.rejected = rejected;
+    return r;
+  };
+  std::vector<LoadReport> history = {report(0, 100, 1), report(0, 100, 0), report(100, 0, 2)};
+  LoadReport all = merge_reports(history);
+  EXPECT_EQ(all.itl.total(), 300);
+  EXPECT_GT(*all.itl.quantile(0.9), 0.3);
+
+  LoadReport recent = merge_reports(history, 50);
+  EXPECT_EQ(recent.itl.total(), 100);
+  EXPECT_LT(*recent.itl.quantile(0.9), 0.02);
+  EXPECT_EQ(recent.tpot.total(), 6) << "two observations a report: all three to reach 50";
+  EXPECT_EQ(recent.rejected, 3) << "rejections count over the whole span";
+
+  LoadReport five = merge_reports(history, 5);
+  EXPECT_EQ(five.tpot.total(), 6) << "2 + 2 is not enough, 2 + 2 + 2 is";
 }
 
 TEST(LoadReport, RoleComesFromTheInstanceRoleGauge) {

@@ -60,6 +60,9 @@ Status validate(const RatioPolicy& p) {
   if (!(p.kv_slack > 0 && p.kv_slack <= p.kv_high && p.kv_high <= 1)) {
     return invalid_argument("kv_slack, kv_high: need 0 < kv_slack <= kv_high <= 1");
   }
+  if (!(p.prefill_queue_high > 0) || !(p.decode_queue_high > 0)) {
+    return invalid_argument("prefill_queue_high, decode_queue_high: must be positive");
+  }
   if (p.sustain_rounds < 1) return invalid_argument("sustain_rounds: must be at least 1");
   if (p.min_prefill < 1 || p.min_decode < 1) {
     return invalid_argument("min_prefill, min_decode: must be at least 1");
@@ -129,15 +132,17 @@ GroupEvaluation evaluate_group(const RatioPolicy& policy, const GroupSnapshot& s
     return hold(Reason::kInsufficientData, "a healthy instance has no fresh load report");
   }
 
-  LatencyWindow ttft, tpot;
+  LatencyWindow ttft, prefill_ttft, tpot, itl;
   bool bounds_ok = true;
   for (const InstanceView* v : prefill) {
     bounds_ok = ttft.merge(v->load->ttft) && bounds_ok;
+    bounds_ok = prefill_ttft.merge(v->load->prefill_ttft) && bounds_ok;
     s.prefill_rejected += v->load->rejected;
     s.prefill_waiting += v->load->waiting;
   }
   for (const InstanceView* v : decode) {
     bounds_ok = tpot.merge(v->load->tpot) && bounds_ok;
+    bounds_ok = itl.merge(v->load->itl) && bounds_ok;
     s.decode_rejected += v->load->rejected;
     s.decode_waiting += v->load->waiting;
     s.decode_kv_usage += v->load->kv_usage;
@@ -148,27 +153,37 @@ GroupEvaluation evaluate_group(const RatioPolicy& policy, const GroupSnapshot& s
     return hold(Reason::kInsufficientData, "instances expose different histogram buckets");
   }
   const double q = policy.slo.quantile;
-  if (ttft.total() >= policy.min_samples) s.ttft_q = ttft.quantile(q);
-  if (tpot.total() >= policy.min_samples) s.tpot_q = tpot.quantile(q);
+  // In P/D the client's first token leaves from the decode instance, so a
+  // prefill instance's TTFT is its own (queue and prefill); per-token time is
+  // taken as it happens rather than from requests that just ended.
+  s.ttft_from_prefill = prefill_ttft.total() > 0;
+  s.tpot_from_itl = itl.total() > 0;
+  const LatencyWindow& ttft_w = s.ttft_from_prefill ? prefill_ttft : ttft;
+  const LatencyWindow& tpot_w = s.tpot_from_itl ? itl : tpot;
+  if (ttft_w.total() >= policy.min_samples) s.ttft_q = ttft_w.quantile(q);
+  if (tpot_w.total() >= policy.min_samples) s.tpot_q = tpot_w.quantile(q);
 
   const double per_prefill_waiting = s.prefill_waiting / static_cast<double>(prefill.size());
+  const double per_decode_waiting = s.decode_waiting / static_cast<double>(decode.size());
   s.prefill_pressure = (s.ttft_q && *s.ttft_q > policy.slo.ttft_s) || s.prefill_rejected > 0 ||
                        per_prefill_waiting > policy.prefill_queue_high;
   s.prefill_slack =
       s.prefill_rejected == 0 && per_prefill_waiting < 1 &&
       (s.ttft_q ? *s.ttft_q < policy.slack_fraction * policy.slo.ttft_s : s.prefill_waiting == 0);
   s.decode_pressure = (s.tpot_q && *s.tpot_q > policy.slo.tpot_s) || s.decode_rejected > 0 ||
-                      s.decode_kv_usage > policy.kv_high;
+                      s.decode_kv_usage > policy.kv_high ||
+                      per_decode_waiting >= policy.decode_queue_high;
   s.decode_slack = s.decode_rejected == 0 && s.decode_waiting == 0 &&
                    s.decode_kv_usage < policy.kv_slack &&
                    (!s.tpot_q || *s.tpot_q < policy.slack_fraction * policy.slo.tpot_s);
 
   const std::string numbers = fmt::format(
-      "P={} D={} ttft_p{:.0f}={} (slo {:.3f}s) tpot_p{:.0f}={} (slo {:.3f}s) "
+      "P={} D={} {}ttft_p{:.0f}={} (slo {:.3f}s) {}_p{:.0f}={} (slo {:.3f}s) "
       "rejected P={:.0f} D={:.0f} waiting P={:.0f} D={:.0f} decode_kv={:.2f}",
-      s.prefill, s.decode, q * 100, fmt_opt(s.ttft_q), policy.slo.ttft_s, q * 100,
-      fmt_opt(s.tpot_q), policy.slo.tpot_s, s.prefill_rejected, s.decode_rejected,
-      s.prefill_waiting, s.decode_waiting, s.decode_kv_usage);
+      s.prefill, s.decode, s.ttft_from_prefill ? "prefill_" : "", q * 100, fmt_opt(s.ttft_q),
+      policy.slo.ttft_s, s.tpot_from_itl ? "itl" : "tpot", q * 100, fmt_opt(s.tpot_q),
+      policy.slo.tpot_s, s.prefill_rejected, s.decode_rejected, s.prefill_waiting, s.decode_waiting,
+      s.decode_kv_usage);
 
   const bool to_prefill = s.prefill_pressure && s.decode_slack;
   const bool to_decode = s.decode_pressure && s.prefill_slack;

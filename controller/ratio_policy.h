@@ -9,13 +9,20 @@
 //
 // The rule, in words:
 //  - Prefill is the bottleneck when the group's prefill instances miss the
-//    TTFT SLO (its quantile over the last window is above target) or reject
-//    requests; decode has slack when its TPOT quantile is well under target
-//    (below slack_fraction of it), nothing waits on decode, no decode rejects
-//    and its KV usage is low. Both together move one decode instance to
-//    prefill. The reverse (decode misses TPOT, rejects or runs out of KV while
-//    prefill is well under its TTFT target with no rejections and no queue)
-//    moves one prefill instance to decode.
+//    TTFT SLO (the quantile over the last window of their own time to first
+//    token, queue and prefill, is above target), reject requests or hold a
+//    long queue; decode has slack when its time per token is well under
+//    target (below slack_fraction of it), nothing waits on decode, no decode
+//    rejects and its KV usage is low. Both together move one decode instance
+//    to prefill. The reverse (decode misses TPOT, holds a queue, rejects or
+//    runs out of KV while prefill is well under its TTFT target with no
+//    rejections and no queue) moves one prefill instance to decode.
+//  - Time per token is read from the inter-token latency, observed as tokens
+//    are produced, where instances expose it: the per-request TPOT is
+//    observed when a request ends, so it shows a batch that has grown too
+//    large only a request's lifetime later, and the previous load's slow
+//    requests for as long again. A queue on decode (the running batch is
+//    full) counts as pressure before latency shows it.
 //  - Hysteresis: a condition must hold for `sustain_rounds` consecutive
 //    evaluations before it acts, and the thresholds to act (a miss) and to
 //    give (slack) are far apart, so a group just at its SLO stays put.
@@ -58,6 +65,10 @@ struct RatioPolicy {
   // A prefill queue this long per prefill instance counts as pressure even
   // before TTFT shows it.
   double prefill_queue_high = 8;
+  // Requests waiting on decode instances, this many per instance on average,
+  // count as decode pressure: the running batch is full (max_num_seqs) or
+  // out of KV room, and time per token degrades next.
+  double decode_queue_high = 1;
   // Latency quantiles are judged only over at least this many observations
   // in the window (summed over the side's instances).
   double min_samples = 5;
@@ -110,7 +121,13 @@ struct GroupSignals {
   int prefill = 0;  // healthy prefill instances with fresh reports
   int decode = 0;
   std::optional<double> ttft_q;  // prefill TTFT quantile over the window, seconds
-  std::optional<double> tpot_q;  // decode TPOT quantile over the window, seconds
+  std::optional<double> tpot_q;  // decode time-per-token quantile over the window, seconds
+  // Where they come from: the prefill instances' own time to first token
+  // (baton:prefill_time_to_first_token_seconds) or, for instances without it,
+  // baton:time_to_first_token_seconds; the inter-token latency or, without
+  // it, the per-request TPOT.
+  bool ttft_from_prefill = false;
+  bool tpot_from_itl = false;
   double prefill_rejected = 0;
   double decode_rejected = 0;
   double prefill_waiting = 0;

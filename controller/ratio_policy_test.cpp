@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace baton::controller {
@@ -28,6 +29,11 @@ struct Side {
   double waiting = 0;
   double kv = 0.2;
   double samples = 50;
+  // When positive: the prefill instances' own TTFT (prefill side) and the
+  // inter-token latency (decode side), which instances expose next to the
+  // client TTFT and the per-request TPOT.
+  double prefill_ttft_s = 0;
+  double itl_s = 0;
 };
 
 class Group {
@@ -73,8 +79,12 @@ class Group {
       r.kv_usage = s.kv;
       r.rejected = s.rejected;
       r.running = v.id == "d1" ? 1 : 4;  // d1 is the least loaded decode instance
-      if (v.role == Role::kPrefill) r.ttft = window_at(s.ttft_s, s.samples);
+      if (v.role == Role::kPrefill && s.ttft_s > 0) r.ttft = window_at(s.ttft_s, s.samples);
       if (v.role == Role::kDecode) r.tpot = window_at(s.tpot_s, s.samples);
+      if (v.role == Role::kPrefill && s.prefill_ttft_s > 0) {
+        r.prefill_ttft = window_at(s.prefill_ttft_s, s.samples);
+      }
+      if (v.role == Role::kDecode && s.itl_s > 0) r.itl = window_at(s.itl_s, 20 * s.samples);
       v.load = r;
     }
     GroupEvaluation e = evaluate_group(policy_, snapshot_, state_, clock_.now());
@@ -226,6 +236,118 @@ TEST(RatioPolicy, ClosedLoopSettlesWithoutOscillating) {
   EXPECT_LE(changes_in_phase, 6);
 }
 
+TEST(RatioPolicy, PrefillInstancesAreJudgedByTheirOwnTimeToFirstToken) {
+  // In P/D the client's first token leaves from the decode instance: prefill
+  // instances observe no client TTFT, only their own queue and prefill time.
+  Group g(1, 3);
+  Side slow{.ttft_s = 0, .prefill_ttft_s = 3.0};
+  RatioDecision d = g.round(slow, kIdleDecode);
+  EXPECT_TRUE(d.signals.ttft_from_prefill);
+  ASSERT_TRUE(d.signals.ttft_q.has_value());
+  EXPECT_NEAR(*d.signals.ttft_q, 3.8, 1e-9);
+  EXPECT_TRUE(d.signals.prefill_pressure);
+  EXPECT_NE(d.detail.find("prefill_ttft_p90=3.800s"), std::string::npos) << d.detail;
+  g.round(slow, kIdleDecode);
+  EXPECT_EQ(g.round(slow, kIdleDecode).reason, Reason::kPrefillBottleneck);
+
+  // Where both exist the prefill side's own figure wins, both ways.
+  Group h(1, 3);
+  Side fast_own{.ttft_s = 3.0, .prefill_ttft_s = 0.15};
+  for (int i = 0; i < 5; ++i) {
+    d = h.round(fast_own, kIdleDecode);
+    EXPECT_FALSE(d.signals.prefill_pressure) << d.detail;
+    EXPECT_TRUE(d.signals.prefill_slack) << d.detail;
+  }
+  EXPECT_EQ(h.changes_, 0);
+
+  // No figure at all and no queue is slack, as before.
+  Group k(1, 3);
+  d = k.round(Side{.samples = 0}, kIdleDecode);
+  EXPECT_FALSE(d.signals.ttft_q.has_value());
+  EXPECT_TRUE(d.signals.prefill_slack);
+}
+
+TEST(RatioPolicy, InterTokenLatencyShowsAGrowingBatchBeforeRequestsEnd) {
+  // Decode's batch has grown: tokens now come every 300 ms, while the
+  // requests that end (and report their mean TPOT) started on a small batch.
+  Group g(3, 1);
+  Side growing{.tpot_s = 0.015, .kv = 0.3, .itl_s = 0.3};
+  RatioDecision d = g.round(kIdlePrefill, growing);
+  EXPECT_TRUE(d.signals.tpot_from_itl);
+  EXPECT_TRUE(d.signals.decode_pressure) << d.detail;
+  EXPECT_NE(d.detail.find("itl_p90=0.470s"), std::string::npos) << d.detail;
+  g.round(kIdlePrefill, growing);
+  EXPECT_EQ(g.round(kIdlePrefill, growing).reason, Reason::kDecodeBottleneck);
+}
+
+TEST(RatioPolicy, APreviousLoadsSlowRequestsDoNotHideDecodeSlack) {
+  // The load turned to long prompts: the requests still ending on decode
+  // report the previous phase's slow TPOT, but tokens come fast now.
+  Group g(1, 3);
+  Side drained{.tpot_s = 0.3, .kv = 0.2, .itl_s = 0.015};
+  RatioDecision d = g.round(kSlowPrefill, drained);
+  EXPECT_TRUE(d.signals.decode_slack) << d.detail;
+  g.round(kSlowPrefill, drained);
+  EXPECT_EQ(g.round(kSlowPrefill, drained).reason, Reason::kPrefillBottleneck);
+
+  // Without the inter-token latency the same group waits (as instances that
+  // expose only the per-request TPOT make it).
+  Group h(1, 3);
+  Side no_itl{.tpot_s = 0.3, .kv = 0.2};
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(h.round(kSlowPrefill, no_itl).reason, Reason::kNoSlack);
+}
+
+TEST(RatioPolicy, AQueueOnDecodeIsPressureBeforeLatencyShowsIt) {
+  // Decode latency is still fine, but requests wait: the batch is full.
+  Group g(3, 2);
+  Side queued{.tpot_s = 0.015, .waiting = 2, .kv = 0.3, .itl_s = 0.04};
+  RatioDecision d = g.round(kIdlePrefill, queued);
+  EXPECT_TRUE(d.signals.decode_pressure) << d.detail;
+  EXPECT_FALSE(d.signals.decode_slack);
+  g.round(kIdlePrefill, queued);
+  EXPECT_EQ(g.round(kIdlePrefill, queued).reason, Reason::kDecodeBottleneck);
+
+  // Less than one waiting request per decode instance: neither pressure nor
+  // slack.
+  Group h(3, 2);
+  Side some{.tpot_s = 0.015, .waiting = 0.5, .kv = 0.3};
+  for (int i = 0; i < 10; ++i) {
+    d = h.round(kIdlePrefill, some);
+    EXPECT_EQ(d.reason, Reason::kBalanced) << d.detail;
+    EXPECT_FALSE(d.signals.decode_slack);
+  }
+  EXPECT_EQ(h.changes_, 0);
+}
+
+TEST(RatioPolicy, FlickeringQueuesAndTokenLatencyNeverFlap) {
+  // A decode queue and slow tokens that come and go every other round, and
+  // the same on the prefill side: no condition is ever sustained.
+  Group g(2, 2);
+  Side queued{.waiting = 3, .itl_s = 0.3};
+  Side fast{.itl_s = 0.015};
+  Side slow_prefill{.prefill_ttft_s = 3.0};
+  Side fast_prefill{.prefill_ttft_s = 0.15};
+  for (int i = 0; i < 100; ++i) {
+    RatioDecision d = i % 2 == 0 ? g.round(fast_prefill, queued) : g.round(slow_prefill, fast);
+    EXPECT_EQ(d.action, Action::kHold) << i << ": " << d.detail;
+  }
+  EXPECT_EQ(g.changes_, 0);
+
+  // Sustained shifts, one after the other, are spaced by the cool-downs.
+  Group h(2, 2);
+  std::vector<std::pair<double, Action>> changes;
+  for (int i = 0; i < 120; ++i) {
+    const bool decode_heavy = (i / 10) % 2 == 0;  // the load turns every 50 s
+    RatioDecision d = decode_heavy ? h.round(fast_prefill, queued) : h.round(slow_prefill, fast);
+    if (d.action != Action::kHold) changes.emplace_back(5.0 * (i + 1), d.action);
+  }
+  ASSERT_GE(changes.size(), 2u);
+  for (size_t i = 1; i < changes.size(); ++i) {
+    const bool reverse = changes[i].second != changes[i - 1].second;
+    EXPECT_GE(changes[i].first - changes[i - 1].first, reverse ? 120 : 30) << i;
+  }
+}
+
 TEST(RatioPolicy, NeverBelowTheMinimum) {
   Group g(1, 1);
   for (int i = 0; i < 2; ++i) g.round(kSlowPrefill, kIdleDecode);
@@ -298,6 +420,9 @@ TEST(RatioPolicy, ValidateRefusesNonsense) {
   EXPECT_FALSE(validate(p).is_ok());
   p = RatioPolicy{};
   p.slo.ttft_s = 0;
+  EXPECT_FALSE(validate(p).is_ok());
+  p = RatioPolicy{};
+  p.decode_queue_high = 0;
   EXPECT_FALSE(validate(p).is_ok());
 }
 

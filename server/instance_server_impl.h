@@ -54,6 +54,11 @@ inline protocol::FinishReason to_protocol(engine::FinishReason r) {
 inline const std::vector<double> kLatencyBuckets = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08,
                                                     0.1,   0.25,  0.5,  0.75, 1.0,  2.5,  5.0,
                                                     7.5,   10.0,  20.0, 40.0, 80.0};
+// Finer steps where time per token sits, so that a quantile against a TPOT
+// target of tens of milliseconds is read from narrow buckets.
+inline const std::vector<double> kTokenLatencyBuckets = {
+    0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.008, 0.01, 0.0125, 0.015, 0.0175, 0.02, 0.025,
+    0.03,  0.035, 0.04,  0.05,  0.06,  0.08,  0.1,   0.15, 0.2,    0.3,   0.5,    1.0,  2.5};
 
 }  // namespace impl
 
@@ -172,6 +177,10 @@ class InstanceServer::Impl {
     tpot_ =
         &m.histogram("baton:time_per_output_token_seconds",
                      "Mean time per output token after the first, per request.", kLatencyBuckets);
+    itl_ = &m.histogram("baton:inter_token_latency_seconds",
+                        "Time between consecutive output tokens of single-sequence requests, "
+                        "observed as they are produced (per token).",
+                        kTokenLatencyBuckets);
     e2e_ = &m.histogram("baton:e2e_request_latency_seconds", "End-to-end request latency.",
                         kLatencyBuckets);
     queue_ = &m.histogram("baton:request_queue_time_seconds",
@@ -443,6 +452,8 @@ class InstanceServer::Impl {
               call.first_token = now;
               if (!call.pd) admission_.started(call.req.total_prompt_tokens());
               ttft_->observe(secs(now - call.arrival));
+            } else if (call.choices.size() == 1) {
+              itl_->observe(secs(now - call.last_token) / static_cast<double>(d.token_ids.size()));
             }
             if (call.pd) {
               std::lock_guard lock(call.pd_mu);
@@ -751,6 +762,8 @@ class InstanceServer::Impl {
   Clock::time_point drain_deadline_;
   std::map<Role, Gauge*> role_gauges_;
   HistogramFamily* breakdown_ = nullptr;
+  Histogram* prefill_ttft_ = nullptr;  // prefill instances: queue + prefill to the first token
+  Histogram* itl_ = nullptr;
   Histogram* transfer_time_ = nullptr;
   Counter* transfer_bytes_ = nullptr;
   CounterFamily* pd_outcomes_ = nullptr;

@@ -104,6 +104,10 @@ Status InstanceServer::Impl::start_pd() {
                                    "and prefill on the prefill instance, transfer (first tokens "
                                    "to KV landed) and first_decode on the decode instance.",
                                    kLatencyBuckets, {"phase"});
+  prefill_ttft_ = &m.histogram("baton:prefill_time_to_first_token_seconds",
+                               "Prefill instances: time from a request's arrival to its first "
+                               "token (queue and prefill), per prompt.",
+                               kLatencyBuckets);
   transfer_time_ =
       &m.histogram("baton:kv_transfer_seconds",
                    "KV sends, submitted to verified by the decode instance.", kLatencyBuckets);
@@ -837,6 +841,7 @@ void InstanceServer::Impl::process_prefill(const std::shared_ptr<PrefillCall>& c
       }
       ft.queue_s = std::max(0.0, call->queue_s[p]);
       ft.prefill_s = std::max(0.0, secs(Clock::now() - call->arrival) - ft.queue_s);
+      prefill_ttft_->observe(ft.queue_s + ft.prefill_s);
       ft.kv_follows = ev->info.kv_export != nullptr;
       if (ev->info.kv_export) {
         // Start the KV on its way before the first tokens' message, so the
