@@ -111,7 +111,7 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig& cfg) {
   mo.max_model_len = cfg.max_model_len;
   BATON_ASSIGN_OR_RETURN(ModelBackend mb,
                          make_model_backend(cfg.device, cfg.threads, cfg.gpu_memory_utilization, mc,
-                                            mo, cfg.kv_cache_bytes));
+                                            mo, cfg.kv_cache_bytes, cfg.cuda_dtype));
   e->backend_ = std::move(mb.backend);
   mo.kv_dtype = mb.kv_dtype;
   const size_t per_token =

@@ -38,8 +38,11 @@ namespace baton::engine {
 struct EngineConfig {
   std::string model = "";               // directory or dummy:<preset>
   int threads = 0;                      // CPU backend workers; 0: all cores
-  std::string device = "cpu";           // "cpu", "cuda" (GPU 0) or "cuda:N" (bf16)
+  std::string device = "cpu";           // "cpu", "cuda" (GPU 0) or "cuda:N"
   double gpu_memory_utilization = 0.9;  // cuda: share of GPU memory for weights, workspace, KV
+  // cuda: dtype of activations, weights and KV, kBF16 (served) or kF32 (exact
+  // f32 arithmetic, no TF32: twice the memory, for checks against references)
+  DType cuda_dtype = DType::kBF16;
   int32_t block_size = 16;
   int32_t num_blocks = 0;            // 0: from kv_cache_bytes
   int64_t kv_cache_bytes = 1 << 30;  // KV pool size when num_blocks is 0

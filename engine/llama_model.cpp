@@ -304,7 +304,8 @@ Result<int> cuda_device_index(std::string_view device) {
 Result<ModelBackend> make_model_backend(std::string_view device, int threads,
                                         double gpu_memory_utilization,
                                         const model::ModelConfig& config,
-                                        const ModelOptions& options, int64_t cpu_kv_cache_bytes) {
+                                        const ModelOptions& options, int64_t cpu_kv_cache_bytes,
+                                        DType cuda_dtype) {
   ModelBackend mb;
   if (device == "cpu") {
     mb.backend = kernels::make_cpu_backend(threads);
@@ -317,7 +318,8 @@ Result<ModelBackend> make_model_backend(std::string_view device, int threads,
   if (gpu_memory_utilization <= 0 || gpu_memory_utilization > 1) {
     return invalid_argument("gpu_memory_utilization: must be in (0, 1]");
   }
-  BATON_ASSIGN_OR_RETURN(mb.backend, kernels::cuda::make_cuda_backend({.device = gpu}));
+  BATON_ASSIGN_OR_RETURN(mb.backend, kernels::cuda::make_cuda_backend(
+                                         {.device = gpu, .activation_dtype = cuda_dtype}));
   mb.kv_dtype = mb.backend->activation_dtype();
   // Measured after the backend made its context and workspaces, so those
   // count as in use.
@@ -344,6 +346,7 @@ Result<ModelBackend> make_model_backend(std::string_view device, int threads,
   (void)config;
   (void)options;
   (void)cpu_kv_cache_bytes;
+  (void)cuda_dtype;
   return unavailable("device cuda: this build has no CUDA backend");
 #endif
 }

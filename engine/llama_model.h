@@ -61,10 +61,10 @@ struct ModelBackend {
 };
 
 // device "cpu": the CPU backend with `threads` workers, f32 KV, and
-// cpu_kv_cache_bytes of KV. device "cuda" or "cuda:N": GPU 0 or N with bf16
-// activations and
-// KV, and a KV pool of gpu_memory_utilization of the GPU's total memory less
-// what is in use already, the weights (bf16) and the workspace of `options`.
+// cpu_kv_cache_bytes of KV. device "cuda" or "cuda:N": GPU 0 or N with
+// cuda_dtype (kBF16 or kF32) activations, weights and KV, and a KV pool of
+// gpu_memory_utilization of the GPU's total memory less what is in use
+// already, the weights and the workspace of `options`.
 // kUnavailable for "cuda" when this build has no CUDA backend or no GPU is
 // visible; kInvalidArgument for another name or a pool with no room.
 // The GPU index of a device name: "cuda" is 0, "cuda:N" is N;
@@ -74,7 +74,8 @@ Result<int> cuda_device_index(std::string_view device);
 Result<ModelBackend> make_model_backend(std::string_view device, int threads,
                                         double gpu_memory_utilization,
                                         const model::ModelConfig& config,
-                                        const ModelOptions& options, int64_t cpu_kv_cache_bytes);
+                                        const ModelOptions& options, int64_t cpu_kv_cache_bytes,
+                                        DType cuda_dtype = DType::kBF16);
 
 class LlamaModel {
  public:

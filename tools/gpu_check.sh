@@ -9,6 +9,7 @@
 #       builds nothing: runs every .carry/bin/*_cuda_test, then
 #       engine_gpu_bench with $BENCH_ARGS, writing logs under $OUT
 #       (default /tmp/gpu_check) and a summary at the end of its output.
+#       GPU_TESTS="engine_cuda_test ..." runs only the tests it names.
 #
 # The binaries link cuBLAS dynamically; the script finds libcublas.so.13 on
 # the machine (CUDA toolkit or the Python wheels) and puts it on the path.
@@ -61,6 +62,7 @@ fi
 if [[ "$mode" != "--bench-only" ]]; then
   for t in .carry/bin/*_cuda_test; do
     name=$(basename "$t")
+    [[ -z "${GPU_TESTS:-}" || " $GPU_TESTS " == *" $name "* ]] || continue
     "$t" --gtest_brief=1 > "$out/$name.log" 2>&1
     rc=$?
     tail -n 25 "$out/$name.log"
