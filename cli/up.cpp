@@ -233,6 +233,8 @@ struct GatewayEntry {
   std::string address;
   ctl::Role role = ctl::Role::kMixed;
   bool draining = false;
+
+  bool operator==(const GatewayEntry&) const = default;
 };
 
 // The gateway's YAML (gateway/gateway_config.h) for the cluster's instances.
@@ -388,14 +390,16 @@ int run_up(UpFlags f, const CLI::App& cmd) {
     if (!ok || rename_ec) return unavailable("cannot write " + gateway_config);
     return Status::ok();
   };
+  std::vector<GatewayEntry> gateway_entries;  // as last written
   if (started.is_ok() && gateway) {
     Node g;
     g.name = g.kind = "gateway";
     g.port = static_cast<uint16_t>(f.port);
     g.log = (fs::path(f.log_dir) / "gateway.log").string();
-    std::vector<GatewayEntry> entries;
-    for (const ctl::Member& m : members) entries.push_back({m.id, m.address(), m.role, false});
-    started = write_gateway_config(entries);
+    for (const ctl::Member& m : members) {
+      gateway_entries.push_back({m.id, m.address(), m.role, false});
+    }
+    started = write_gateway_config(gateway_entries);
     ctl::ChildSpec spec;
     spec.argv = {self, "gateway", "--config", gateway_config};
     spec.log_path = g.log;
@@ -419,7 +423,6 @@ int run_up(UpFlags f, const CLI::App& cmd) {
   ctl::StaticMembership membership(members);
   std::unique_ptr<ctl::Controller> controller;
   bool print_events = false;
-  bool roles_changed = false;  // guarded by out_mu
   if (!f.no_controller) {
     f.controller.cluster_token = f.cluster_token;
     ctl::ControllerOptions o = controller_options(f.controller);
@@ -437,10 +440,9 @@ int run_up(UpFlags f, const CLI::App& cmd) {
       return kExitFailure;
     }
     controller = std::move(*c);
-    controller->on_event([&print_events, &roles_changed](const ctl::ControllerEvent& e) {
+    controller->on_event([&print_events](const ctl::ControllerEvent& e) {
       if (e.message.find("first successful probe") != std::string::npos) return;
       std::lock_guard lock(out_mu);
-      if (e.kind == ctl::ControllerEvent::Kind::kRoleChange) roles_changed = true;
       if (print_events) std::cout << "controller: " << e.message << std::endl;
     });
   }
@@ -585,17 +587,20 @@ int run_up(UpFlags f, const CLI::App& cmd) {
     print_supervisor(sup.poll(SteadyClock::instance().now() + 1s, sig_fd, &signalled));
     if (signalled) return shutdown(kExitOk);
     restart_unanswering();
-    bool changed = false;
-    {
-      std::lock_guard lock(out_mu);
-      std::swap(changed, roles_changed);
-    }
-    if (changed && controller) {
-      // Draining instances take no new requests at the gateway; settled ones
-      // are routed by their new role and restart in it.
-      std::vector<GatewayEntry> entries;
+    if (controller) {
+      // Every round, not only on the controller's role-change events: a role
+      // changed by someone else (POST /internal/role), or settled after the
+      // controller gave up waiting, reaches the gateway too. Draining
+      // instances take no new requests at the gateway; settled ones are
+      // routed by their new role and restart in it.
+      std::vector<GatewayEntry> entries = gateway_entries;
       for (const ctl::InstanceStatus& s : controller->view().instances) {
-        entries.push_back({s.member.id, s.member.address(), s.role, s.changing_role});
+        for (GatewayEntry& e : entries) {
+          if (e.name == s.member.id) {
+            e.role = s.role;
+            e.draining = s.changing_role;
+          }
+        }
         for (Node& n : nodes) {
           if (n.name == s.member.id && !s.changing_role &&
               n.kind != std::string(ctl::role_name(s.role))) {
@@ -605,9 +610,10 @@ int run_up(UpFlags f, const CLI::App& cmd) {
           }
         }
       }
-      if (gateway) {
+      if (gateway && entries != gateway_entries) {
         Status w = write_gateway_config(entries);
         if (w.is_ok()) {
+          gateway_entries = std::move(entries);
           sup.signal("gateway", SIGHUP);
         } else {
           say("baton up: " + w.message());

@@ -236,6 +236,73 @@ TEST(BatonUp, WithNoShapeItServesTheDefaultModelAndSurvivesADecodeCrash) {
   fs::remove_all(logs);
 }
 
+// Requests the gateway's /metrics says `instance` answered with 200.
+int answered_by(uint16_t api, const std::string& instance) {
+  auto r = baton::protocol::http_request("127.0.0.1", api, "GET", "/metrics", "", {},
+                                         baton::protocol::deadline_in(10s));
+  if (!r.is_ok() || r->status != 200) return -1;
+  const std::regex line(
+      R"(baton:gateway_requests_total\{route="completions",status="200",instance=")" + instance +
+      R"("\} (\d+))");
+  std::smatch m;
+  return std::regex_search(r->body, m, line) ? std::stoi(m[1]) : 0;
+}
+
+// A prefill instance switched to decode by someone other than the controller
+// (an operator's POST /internal/role) gets decode work through the gateway:
+// `baton up` follows the role every instance reports, not only the changes
+// its controller made.
+TEST(BatonUp, AnInstanceSwitchedToDecodeGetsDecodeWorkThroughTheGateway) {
+  fs::path logs = fs::temp_directory_path() / ("baton-up-test-role-" + std::to_string(getpid()));
+  Up up({"--prefill", "2", "--decode", "1", "--no-ratio", "--cluster-token", "up-test-token",
+         "--controller-interval-ms", "200", "--port", std::to_string(free_port()), "--log-dir",
+         logs.string(), "--serve-arg=--threads=1", "--serve-arg=--kv-cache-mb=64"});
+  auto banner = up.wait_for(R"(Baton is up: http://127\.0\.0\.1:(\d+)/v1  \((.*),)", 120s);
+  ASSERT_FALSE(banner.empty()) << up.output();
+  if (banner[2] != "2 prefill + 1 decode") GTEST_SKIP() << "no P/D roles in this build";
+  const uint16_t api = static_cast<uint16_t>(std::stoi(banner[1]));
+  auto p0 = up.wait_for(R"(^  p0  prefill  http://127\.0\.0\.1:(\d+)  pid)", 5s);
+  ASSERT_FALSE(p0.empty()) << up.output();
+  const uint16_t p0_port = static_cast<uint16_t>(std::stoi(p0[1]));
+  ASSERT_FALSE(up.wait_for("Ctrl-C stops the cluster", 5s).empty()) << up.output();
+  auto first = complete(api);
+  ASSERT_TRUE(first.is_ok()) << first.status().to_string();
+  ASSERT_EQ(first->status, 200) << first->body;
+  EXPECT_EQ(answered_by(api, "p0"), 0) << "a prefill instance answers no client";
+
+  auto changed = baton::protocol::http_request(
+      "127.0.0.1", p0_port, "POST", "/internal/role", R"({"role": "decode", "reason": "operator"})",
+      {{"Content-Type", "application/json"}, {"x-baton-cluster-token", "up-test-token"}},
+      baton::protocol::deadline_in(10s));
+  ASSERT_TRUE(changed.is_ok()) << changed.status().to_string();
+  ASSERT_TRUE(changed->status == 200 || changed->status == 202) << changed->body;
+
+  // The decode policy spreads requests over d0 and p0 once the gateway knows
+  // p0's new role; every request meanwhile still succeeds.
+  int failures = 0;
+  int by_p0 = 0;
+  auto deadline = SteadyClock::instance().now() + 60s;
+  while (SteadyClock::instance().now() < deadline) {
+    auto r = complete(api);
+    if (!r.is_ok() || r->status != 200) ++failures;
+    by_p0 = answered_by(api, "p0");
+    if (by_p0 > 0) break;
+  }
+  EXPECT_GT(by_p0, 0) << "the gateway never sent decode work to p0\n" << up.output();
+  EXPECT_EQ(failures, 0);
+  std::ifstream yaml(logs / "gateway.yaml");
+  std::string config((std::istreambuf_iterator<char>(yaml)), std::istreambuf_iterator<char>());
+  EXPECT_NE(config.find("name: p0, url: \"http://127.0.0.1:" + std::to_string(p0_port) +
+                        "\", role: decode"),
+            std::string::npos)
+      << config;
+
+  up.process().signal(SIGTERM);
+  ASSERT_TRUE(up.process().wait_until(SteadyClock::instance().now() + 60s)) << up.output();
+  EXPECT_EQ(baton::controller::describe_exit(up.process().wait_status()), "exited with code 0");
+  fs::remove_all(logs);
+}
+
 TEST(BatonUp, AnInstanceThatCannotStartEndsUpWithItsError) {
   fs::path logs = fs::temp_directory_path() / ("baton-up-test-bad-" + std::to_string(getpid()));
   Up up({"--mixed", "1", "--port", std::to_string(free_port()), "--log-dir", logs.string(),

@@ -57,6 +57,9 @@ Status validate(const RatioPolicy& p) {
   if (!(p.slack_fraction > 0 && p.slack_fraction < 1)) {
     return invalid_argument("slack_fraction: must be in (0, 1)");
   }
+  if (!(p.projected_slack_fraction >= p.slack_fraction && p.projected_slack_fraction < 1)) {
+    return invalid_argument("projected_slack_fraction: must be in [slack_fraction, 1)");
+  }
   if (!(p.kv_slack > 0 && p.kv_slack <= p.kv_high && p.kv_high <= 1)) {
     return invalid_argument("kv_slack, kv_high: need 0 < kv_slack <= kv_high <= 1");
   }
@@ -177,13 +180,33 @@ GroupEvaluation evaluate_group(const RatioPolicy& policy, const GroupSnapshot& s
                    s.decode_kv_usage < policy.kv_slack &&
                    (!s.tpot_q || *s.tpot_q < policy.slack_fraction * policy.slo.tpot_s);
 
-  const std::string numbers = fmt::format(
-      "P={} D={} {}ttft_p{:.0f}={} (slo {:.3f}s) {}_p{:.0f}={} (slo {:.3f}s) "
-      "rejected P={:.0f} D={:.0f} waiting P={:.0f} D={:.0f} decode_kv={:.2f}",
-      s.prefill, s.decode, s.ttft_from_prefill ? "prefill_" : "", q * 100, fmt_opt(s.ttft_q),
-      policy.slo.ttft_s, s.tpot_from_itl ? "itl" : "tpot", q * 100, fmt_opt(s.tpot_q),
-      policy.slo.tpot_s, s.prefill_rejected, s.decode_rejected, s.prefill_waiting, s.decode_waiting,
-      s.decode_kv_usage);
+  // The giving side's load over one instance fewer, judged only while the
+  // side that needs an instance turns requests away.
+  auto projected = [](double v, size_t n) { return v * static_cast<double>(n) / (n - 1.0); };
+  if (!s.decode_slack && s.prefill_rejected > 0 && decode.size() >= 2 && s.decode_rejected == 0 &&
+      s.decode_waiting == 0) {
+    s.decode_slack = s.decode_slack_projected =
+        projected(s.decode_kv_usage, decode.size()) < policy.kv_slack && s.tpot_q &&
+        projected(*s.tpot_q, decode.size()) < policy.projected_slack_fraction * policy.slo.tpot_s;
+  }
+  if (!s.prefill_slack && s.decode_rejected > 0 && prefill.size() >= 2 && s.prefill_rejected == 0 &&
+      projected(per_prefill_waiting, prefill.size()) < 1) {
+    s.prefill_slack = s.prefill_slack_projected =
+        s.ttft_q &&
+        projected(*s.ttft_q, prefill.size()) < policy.projected_slack_fraction * policy.slo.ttft_s;
+  }
+
+  const std::string numbers =
+      fmt::format(
+          "P={} D={} {}ttft_p{:.0f}={} (slo {:.3f}s) {}_p{:.0f}={} (slo {:.3f}s) "
+          "rejected P={:.0f} D={:.0f} waiting P={:.0f} D={:.0f} decode_kv={:.2f}",
+          s.prefill, s.decode, s.ttft_from_prefill ? "prefill_" : "", q * 100, fmt_opt(s.ttft_q),
+          policy.slo.ttft_s, s.tpot_from_itl ? "itl" : "tpot", q * 100, fmt_opt(s.tpot_q),
+          policy.slo.tpot_s, s.prefill_rejected, s.decode_rejected, s.prefill_waiting,
+          s.decode_waiting, s.decode_kv_usage) +
+      (s.decode_slack_projected    ? " (decode slack projected over D-1)"
+       : s.prefill_slack_projected ? " (prefill slack projected over P-1)"
+                                   : "");
 
   const bool to_prefill = s.prefill_pressure && s.decode_slack;
   const bool to_decode = s.decode_pressure && s.prefill_slack;

@@ -23,6 +23,10 @@
 //    large only a request's lifetime later, and the previous load's slow
 //    requests for as long again. A queue on decode (the running batch is
 //    full) counts as pressure before latency shows it.
+//  - When one side rejects requests, the other side's slack is judged by a
+//    projection instead: its load spread over one instance fewer, still
+//    under projected_slack_fraction of the target (rejections cost more
+//    than a tighter margin on the giving side).
 //  - Hysteresis: a condition must hold for `sustain_rounds` consecutive
 //    evaluations before it acts, and the thresholds to act (a miss) and to
 //    give (slack) are far apart, so a group just at its SLO stays put.
@@ -58,6 +62,12 @@ struct RatioPolicy {
   SloTargets slo;
   // Slack means the quantile is below slack_fraction * target.
   double slack_fraction = 0.5;
+  // While the other side rejects requests, a side of n >= 2 instances also
+  // has slack when its load spread over n - 1 of them stays under
+  // projected_slack_fraction * target: its quantile and KV usage scaled by
+  // n / (n - 1), its queue and rejections still nil. Between slack_fraction
+  // and 1, so that the side left behind is still short of pressure.
+  double projected_slack_fraction = 0.8;
   // Decode has slack only with mean KV usage below this (0..1), and is under
   // pressure above kv_high.
   double kv_slack = 0.5;
@@ -137,6 +147,9 @@ struct GroupSignals {
   bool prefill_slack = false;
   bool decode_pressure = false;
   bool decode_slack = false;
+  // The slack above comes from the projection (the other side rejects).
+  bool prefill_slack_projected = false;
+  bool decode_slack_projected = false;
 };
 
 struct RatioDecision {

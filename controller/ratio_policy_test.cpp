@@ -348,6 +348,79 @@ TEST(RatioPolicy, FlickeringQueuesAndTokenLatencyNeverFlap) {
   }
 }
 
+TEST(RatioPolicy, WhilePrefillRejectsDecodeSlackIsProjectedOverOneInstanceFewer) {
+  // Decode tokens at p90 19 ms against a 35 ms target: above the 17.5 ms
+  // slack line, but over one decode instance fewer (x 4/3 = 25 ms) still
+  // under 0.8 x the target (28 ms).
+  Group g(1, 4);
+  g.policy_.slo.tpot_s = 0.035;
+  const Side decode{.kv = 0.1, .itl_s = 0.015};
+  // Slow prefill that still takes every request: no projection, no move.
+  for (int i = 0; i < 10; ++i) {
+    RatioDecision d = g.round(kSlowPrefill, decode);
+    EXPECT_EQ(d.reason, Reason::kNoSlack) << d.detail;
+    EXPECT_FALSE(d.signals.decode_slack_projected);
+  }
+  // Prefill turns requests away: decode gives an instance, after the same
+  // sustain rounds.
+  const Side rejecting{.ttft_s = 3.0, .rejected = 5};
+  EXPECT_EQ(g.round(rejecting, decode).reason, Reason::kNotSustained);
+  EXPECT_EQ(g.round(rejecting, decode).reason, Reason::kNotSustained);
+  RatioDecision d = g.round(rejecting, decode);
+  EXPECT_EQ(d.reason, Reason::kPrefillBottleneck) << d.detail;
+  EXPECT_TRUE(d.signals.decode_slack_projected);
+  EXPECT_NE(d.detail.find("decode slack projected over D-1"), std::string::npos) << d.detail;
+  ASSERT_EQ(g.changes_, 1);
+  // With 3 decode instances left the same latency projects to 28.5 ms, over
+  // the margin: decode keeps them however long prefill rejects, and nothing
+  // moves back (decode is under its target).
+  for (int i = 0; i < 60; ++i) {
+    RatioDecision h = g.round(rejecting, decode);
+    EXPECT_EQ(h.action, Action::kHold) << h.detail;
+    EXPECT_EQ(h.reason, Reason::kNoSlack) << i << ": " << h.detail;
+  }
+  EXPECT_EQ(g.changes_, 1);
+  EXPECT_EQ(g.count(Role::kDecode), 3);
+}
+
+TEST(RatioPolicy, ProjectedSlackNeedsNoQueueNoRejectionsAndKvRoom) {
+  const Side rejecting{.ttft_s = 3.0, .rejected = 5};
+  for (Side decode : {Side{.rejected = 1, .kv = 0.1, .itl_s = 0.015},
+                      Side{.waiting = 1, .kv = 0.1, .itl_s = 0.015},
+                      Side{.kv = 0.45, .itl_s = 0.015}}) {  // 0.45 x 4/3 = 0.6 > kv_slack
+    Group g(1, 4);
+    g.policy_.slo.tpot_s = 0.035;
+    for (int i = 0; i < 10; ++i) EXPECT_EQ(g.round(rejecting, decode).action, Action::kHold);
+    EXPECT_EQ(g.changes_, 0);
+  }
+  // A single decode instance has nothing to project over.
+  Group one(1, 1);
+  one.policy_.slo.tpot_s = 0.035;
+  for (int i = 0; i < 10; ++i) {
+    RatioDecision d = one.round(rejecting, Side{.kv = 0.1, .itl_s = 0.015});
+    EXPECT_EQ(d.reason, Reason::kNoSlack) << d.detail;
+  }
+}
+
+TEST(RatioPolicy, WhileDecodeRejectsPrefillSlackIsProjectedToo) {
+  // Prefill's own TTFT at p90 0.95 s against 1.75 s: above the 0.875 s slack
+  // line; x 4/3 = 1.27 s is under 0.8 x 1.75 = 1.4 s, x 3/2 = 1.43 s is not.
+  Group g(4, 1);
+  g.policy_.slo.ttft_s = 1.75;
+  const Side prefill{.ttft_s = 0.7};
+  const Side slow_decode{.tpot_s = 0.3, .kv = 0.3};
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(g.round(prefill, slow_decode).reason, Reason::kNoSlack) << i;
+  }
+  const Side rejecting{.tpot_s = 0.3, .rejected = 2, .kv = 0.3};
+  for (int i = 0; i < 2; ++i) g.round(prefill, rejecting);
+  RatioDecision d = g.round(prefill, rejecting);
+  EXPECT_EQ(d.reason, Reason::kDecodeBottleneck) << d.detail;
+  EXPECT_TRUE(d.signals.prefill_slack_projected);
+  for (int i = 0; i < 60; ++i) EXPECT_EQ(g.round(prefill, rejecting).action, Action::kHold) << i;
+  EXPECT_EQ(g.count(Role::kPrefill), 3);
+}
+
 TEST(RatioPolicy, NeverBelowTheMinimum) {
   Group g(1, 1);
   for (int i = 0; i < 2; ++i) g.round(kSlowPrefill, kIdleDecode);
@@ -423,6 +496,11 @@ TEST(RatioPolicy, ValidateRefusesNonsense) {
   EXPECT_FALSE(validate(p).is_ok());
   p = RatioPolicy{};
   p.decode_queue_high = 0;
+  EXPECT_FALSE(validate(p).is_ok());
+  p = RatioPolicy{};
+  p.projected_slack_fraction = 0.4;  // below slack_fraction
+  EXPECT_FALSE(validate(p).is_ok());
+  p.projected_slack_fraction = 1.0;
   EXPECT_FALSE(validate(p).is_ok());
 }
 
