@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "kvtransfer/tcp_transport_impl.h"
+#include "kvtransfer/transfer_table.h"
 
 namespace baton::kvtransfer {
 
@@ -178,9 +179,7 @@ Result<std::shared_ptr<Op>> TcpTransport::Impl::make_op(bool send, uint64_t wire
 }
 
 std::shared_ptr<Op> TcpTransport::Impl::find(TransferId id) {
-  std::lock_guard lock(mu);
-  auto it = ops.find(id.value);
-  return it == ops.end() ? nullptr : it->second;
+  return transfer_table::find(*this, id);
 }
 
 TcpTransport::TcpTransport(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -279,48 +278,15 @@ Result<TransferId> TcpTransport::submit_receive(uint64_t transfer_id,
   return TransferId{op->local};
 }
 
-Result<TransferState> TcpTransport::poll(TransferId id) {
-  std::lock_guard lock(impl_->mu);
-  auto it = impl_->ops.find(id.value);
-  if (it == impl_->ops.end()) return not_found("unknown transfer " + std::to_string(id.value));
-  return it->second->state;
-}
+Result<TransferState> TcpTransport::poll(TransferId id) { return transfer_table::poll(*impl_, id); }
 
 Status TcpTransport::wait(TransferId id, Deadline deadline) {
-  std::unique_lock lock(impl_->mu);
-  auto it = impl_->ops.find(id.value);
-  if (it == impl_->ops.end()) return not_found("unknown transfer " + std::to_string(id.value));
-  std::shared_ptr<Op> op = it->second;
-  auto finished = [&] { return !op->state.pending(); };
-  if (deadline.is_never()) {
-    impl_->cv.wait(lock, finished);
-  } else if (!impl_->cv.wait_until(lock, deadline.time_point(), finished)) {
-    return deadline_exceeded("waiting for transfer " + std::to_string(op->wire_id) +
-                             ": the wait's deadline passed first");
-  }
-  return op->state.status;
+  return transfer_table::wait(*impl_, id, deadline);
 }
 
-Status TcpTransport::cancel(TransferId id) {
-  auto op = impl_->find(id);
-  if (!op) return not_found("unknown transfer " + std::to_string(id.value));
-  Impl* impl = impl_.get();
-  asio::post(impl->io, [impl, op] {
-    impl->abort(op, cancelled("transfer " + std::to_string(op->wire_id) + " cancelled"));
-  });
-  return Status::ok();
-}
+Status TcpTransport::cancel(TransferId id) { return transfer_table::cancel(*impl_, id); }
 
-void TcpTransport::release(TransferId id) {
-  auto op = impl_->find(id);
-  if (!op) return;
-  Impl* impl = impl_.get();
-  asio::post(impl->io, [impl, op] {
-    impl->abort(op, cancelled("transfer " + std::to_string(op->wire_id) + " released"));
-  });
-  std::lock_guard lock(impl_->mu);
-  impl_->ops.erase(id.value);
-}
+void TcpTransport::release(TransferId id) { transfer_table::release(*impl_, id); }
 
 Capabilities TcpTransport::capabilities() const {
   Capabilities c;
@@ -336,8 +302,7 @@ Capabilities TcpTransport::capabilities() const {
 }
 
 void TcpTransport::set_on_finished(FinishedCallback cb) {
-  std::lock_guard lock(impl_->mu);
-  impl_->on_finished = cb ? std::make_shared<const FinishedCallback>(std::move(cb)) : nullptr;
+  transfer_table::set_on_finished(*impl_, std::move(cb));
 }
 
 }  // namespace baton::kvtransfer

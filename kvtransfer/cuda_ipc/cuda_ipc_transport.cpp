@@ -8,6 +8,7 @@
 
 #include "kvtransfer/cuda_ipc/cuda_ipc_impl.h"
 #include "kvtransfer/cuda_ipc/device_checksum.h"
+#include "kvtransfer/transfer_table.h"
 
 namespace baton::kvtransfer {
 
@@ -462,9 +463,7 @@ Result<std::shared_ptr<Op>> CudaIpcTransport::Impl::make_op(bool send, uint64_t 
 }
 
 std::shared_ptr<Op> CudaIpcTransport::Impl::find(TransferId id) {
-  std::lock_guard lock(mu);
-  auto it = ops.find(id.value);
-  return it == ops.end() ? nullptr : it->second;
+  return transfer_table::find(*this, id);
 }
 
 CudaIpcTransport::CudaIpcTransport(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -630,47 +629,16 @@ Result<TransferId> CudaIpcTransport::submit_receive(uint64_t transfer_id,
 }
 
 Result<TransferState> CudaIpcTransport::poll(TransferId id) {
-  std::lock_guard lock(impl_->mu);
-  auto it = impl_->ops.find(id.value);
-  if (it == impl_->ops.end()) return not_found("unknown transfer " + std::to_string(id.value));
-  return it->second->state;
+  return transfer_table::poll(*impl_, id);
 }
 
 Status CudaIpcTransport::wait(TransferId id, Deadline deadline) {
-  std::unique_lock lock(impl_->mu);
-  auto it = impl_->ops.find(id.value);
-  if (it == impl_->ops.end()) return not_found("unknown transfer " + std::to_string(id.value));
-  std::shared_ptr<Op> op = it->second;
-  auto finished = [&] { return !op->state.pending(); };
-  if (deadline.is_never()) {
-    impl_->cv.wait(lock, finished);
-  } else if (!impl_->cv.wait_until(lock, deadline.time_point(), finished)) {
-    return deadline_exceeded("waiting for transfer " + std::to_string(op->wire_id) +
-                             ": the wait's deadline passed first");
-  }
-  return op->state.status;
+  return transfer_table::wait(*impl_, id, deadline);
 }
 
-Status CudaIpcTransport::cancel(TransferId id) {
-  auto op = impl_->find(id);
-  if (!op) return not_found("unknown transfer " + std::to_string(id.value));
-  Impl* impl = impl_.get();
-  asio::post(impl->io, [impl, op] {
-    impl->abort(op, cancelled("transfer " + std::to_string(op->wire_id) + " cancelled"));
-  });
-  return Status::ok();
-}
+Status CudaIpcTransport::cancel(TransferId id) { return transfer_table::cancel(*impl_, id); }
 
-void CudaIpcTransport::release(TransferId id) {
-  auto op = impl_->find(id);
-  if (!op) return;
-  Impl* impl = impl_.get();
-  asio::post(impl->io, [impl, op] {
-    impl->abort(op, cancelled("transfer " + std::to_string(op->wire_id) + " released"));
-  });
-  std::lock_guard lock(impl_->mu);
-  impl_->ops.erase(id.value);
-}
+void CudaIpcTransport::release(TransferId id) { transfer_table::release(*impl_, id); }
 
 Capabilities CudaIpcTransport::capabilities() const {
   Capabilities c;
@@ -686,8 +654,7 @@ Capabilities CudaIpcTransport::capabilities() const {
 }
 
 void CudaIpcTransport::set_on_finished(FinishedCallback cb) {
-  std::lock_guard lock(impl_->mu);
-  impl_->on_finished = cb ? std::make_shared<const FinishedCallback>(std::move(cb)) : nullptr;
+  transfer_table::set_on_finished(*impl_, std::move(cb));
 }
 
 }  // namespace baton::kvtransfer
