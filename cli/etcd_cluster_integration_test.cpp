@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "common/net.h"
 #include "controller/child_process.h"
 #include "controller/etcd_client.h"
 #include "controller/etcd_test_server.h"
@@ -186,7 +187,7 @@ class EtcdCluster : public ::testing::Test {
                       "scripts/install-deps.sh): skipping the etcd cluster tests";
     }
     dir_ = fs::temp_directory_path() / ("baton-etcd-cluster-" + std::to_string(getpid()) + "-" +
-                                        std::to_string(ctl::testing::free_loopback_port()));
+                                        std::to_string(*baton::free_loopback_port()));
     etcd_.emplace(*bin, dir_);
     baton::Status s = etcd_->start();
     ASSERT_TRUE(s.is_ok()) << s.to_string() << ":\n" << etcd_->log();
@@ -404,7 +405,7 @@ TEST(EtcdClusterFlags, AStaticControllerServesItsMembersFromFlagsAndYaml) {
   fs::create_directories(dir);
   // Nothing listens on the members' ports: the controller reports them
   // unhealthy.
-  const std::string nobody = "127.0.0.1:" + std::to_string(ctl::testing::free_loopback_port());
+  const std::string nobody = "127.0.0.1:" + std::to_string(*baton::free_loopback_port());
   {
     std::ofstream yaml(dir / "controller.yaml");
     yaml << "port: 1\ninterval_ms: 100\nmembers:\n  - {id: d0, address: \"" << nobody
@@ -453,8 +454,7 @@ TEST(EtcdClusterFlags, AStaticControllerServesItsMembersFromFlagsAndYaml) {
 TEST(EtcdClusterFlags, AnUnreachableEtcdIsAClearErrorAtStart) {
   fs::path dir = fs::temp_directory_path() / ("baton-etcd-unreachable-" + std::to_string(getpid()));
   fs::create_directories(dir);
-  const std::string nowhere =
-      "http://127.0.0.1:" + std::to_string(ctl::testing::free_loopback_port());
+  const std::string nowhere = "http://127.0.0.1:" + std::to_string(*baton::free_loopback_port());
   struct Case {
     std::string name;
     std::vector<std::string> args;

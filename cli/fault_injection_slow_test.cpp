@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/net.h"
 #include "gateway/test_process.h"
 #include "protocol/http_client.h"
 #include "protocol/sse.h"
@@ -37,18 +38,6 @@ constexpr auto kRequestDeadline = std::chrono::seconds(30);
 constexpr int kMaxTokens = 12;
 
 std::string baton_bin() { return std::string(BATON_BINARY_DIR) + "/cli/baton"; }
-
-uint16_t free_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
 
 std::string prompt(int i) { return "Fault test prompt number " + std::to_string(i) + " says"; }
 
@@ -169,7 +158,7 @@ TEST(FaultInjection, KillingAPrefillADecodeAndTheGatewayLosesNothing) {
     }
   }
 
-  const uint16_t port = free_port();
+  const uint16_t port = *baton::free_loopback_port();
   ChildProcess up({baton_bin(), "up", "--prefill", "2", "--decode", "2", "--port",
                    std::to_string(port), "--serve-arg=--threads", "--serve-arg=1"});
   ASSERT_TRUE(up.wait_for_line("Baton is up", std::chrono::seconds(120))) << "cluster never ready";

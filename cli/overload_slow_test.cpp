@@ -33,6 +33,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/net.h"
 #include "gateway/test_process.h"
 #include "protocol/http_client.h"
 #include "protocol/sse.h"
@@ -62,18 +63,6 @@ constexpr int64_t kInstanceRssBound = 768ll << 20;
 constexpr int kMaxTokens = 8;
 
 std::string baton_bin() { return std::string(BATON_BINARY_DIR) + "/cli/baton"; }
-
-uint16_t free_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
 
 // A field of /proc/<pid>/status in bytes ("VmRSS", "VmHWM"); -1 if gone.
 int64_t proc_status_bytes(pid_t pid, const std::string& field) {
@@ -208,7 +197,7 @@ class RssSampler {
 };
 
 TEST(Overload, TenTimesCapacityIsShedAtOnceWhileAdmittedRequestsKeepTheirTtft) {
-  const uint16_t port = free_port();
+  const uint16_t port = *baton::free_loopback_port();
   const std::string log_dir =
       (std::filesystem::temp_directory_path() / ("baton-overload-" + std::to_string(getpid())))
           .string();

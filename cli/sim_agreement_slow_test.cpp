@@ -31,6 +31,7 @@
 
 #include "bench/serving/workload.h"
 #include "common/clock.h"
+#include "common/net.h"
 #include "controller/child_process.h"
 #include "gateway/test_process.h"
 #include "sim/profile.h"
@@ -94,18 +95,6 @@ nlohmann::json read_json(const fs::path& p) {
   return nlohmann::json::parse(read_file(p), nullptr, false);
 }
 
-uint16_t free_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
 double rel_diff(double sim, double real) { return std::abs(sim - real) / real; }
 
 struct Measured {
@@ -125,7 +114,7 @@ class Agreement {
                           "--log-dir", ""}) {
       argv.push_back(a);
     }
-    argv[argv.size() - 6] = std::to_string(free_port());
+    argv[argv.size() - 6] = std::to_string(*baton::free_loopback_port());
     argv.back() = (dir_ / "logs").string();
     up_ = std::make_unique<baton::gateway::testing::ChildProcess>(argv);
     auto ready = up_->wait_for_line("Baton is up", 120s);

@@ -26,6 +26,7 @@
 #include "cli/controller_settings.h"
 #include "common/config.h"
 #include "common/logging.h"
+#include "common/net.h"
 #include "controller/controller.h"
 #include "controller/membership.h"
 #include "controller/supervisor.h"
@@ -101,20 +102,6 @@ std::string help_of(const std::string& self, const std::string& sub) {
   while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
   pclose(p);
   return out;
-}
-
-Result<uint16_t> free_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return unavailable("socket() failed");
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-            getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
-  close(fd);
-  if (!ok) return unavailable("no free loopback port");
-  return ntohs(addr.sin_port);
 }
 
 bool port_free(uint16_t port) {
@@ -353,7 +340,7 @@ int run_up(UpFlags f, const CLI::App& cmd) {
     return spec;
   };
   auto add_instance = [&](const std::string& name, const std::string& role) -> Status {
-    BATON_ASSIGN_OR_RETURN(uint16_t port, free_port());
+    BATON_ASSIGN_OR_RETURN(uint16_t port, free_loopback_port());
     Node n;
     n.name = name;
     n.kind = role;

@@ -16,6 +16,7 @@
 #include <regex>
 #include <string>
 
+#include "common/net.h"
 #include "controller/child_process.h"
 #include "protocol/http_client.h"
 
@@ -100,18 +101,6 @@ class Up {
   std::vector<std::string> lines_;
 };
 
-uint16_t free_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
 baton::Result<baton::protocol::HttpResponse> complete(uint16_t port) {
   return baton::protocol::http_request(
       "127.0.0.1", port, "POST", "/v1/completions",
@@ -121,7 +110,7 @@ baton::Result<baton::protocol::HttpResponse> complete(uint16_t port) {
 
 TEST(BatonUp, ACrashedInstanceIsRestartedAndServesAgain) {
   fs::path logs = fs::temp_directory_path() / ("baton-up-test-" + std::to_string(getpid()));
-  const uint16_t port = free_port();
+  const uint16_t port = *baton::free_loopback_port();
   Up up({"--mixed", "1", "--port", std::to_string(port), "--log-dir", logs.string(),
          "--serve-arg=--threads=1", "--serve-arg=--kv-cache-mb=64"});
   auto endpoint = up.wait_for(R"(Baton is up: http://127\.0\.0\.1:(\d+)/v1)", 120s);
@@ -174,8 +163,8 @@ TEST(BatonUp, ACrashedInstanceIsRestartedAndServesAgain) {
 
 TEST(BatonUp, AnInstanceThatStopsAnsweringIsRestarted) {
   fs::path logs = fs::temp_directory_path() / ("baton-up-test-hang-" + std::to_string(getpid()));
-  Up up({"--mixed", "1", "--port", std::to_string(free_port()), "--log-dir", logs.string(),
-         "--restart-unhealthy-after", "1", "--serve-arg=--threads=1",
+  Up up({"--mixed", "1", "--port", std::to_string(*baton::free_loopback_port()), "--log-dir",
+         logs.string(), "--restart-unhealthy-after", "1", "--serve-arg=--threads=1",
          "--serve-arg=--kv-cache-mb=64"});
   auto instance = up.wait_for(R"(^  m0  mixed  http://127\.0\.0\.1:(\d+)  pid (\d+))", 120s);
   ASSERT_FALSE(instance.empty()) << up.output();
@@ -204,7 +193,7 @@ TEST(BatonUp, AnInstanceThatStopsAnsweringIsRestarted) {
 
 TEST(BatonUp, WithNoShapeItServesTheDefaultModelAndSurvivesADecodeCrash) {
   fs::path logs = fs::temp_directory_path() / ("baton-up-test-default-" + std::to_string(getpid()));
-  Up up({"--port", std::to_string(free_port()), "--log-dir", logs.string(),
+  Up up({"--port", std::to_string(*baton::free_loopback_port()), "--log-dir", logs.string(),
          "--serve-arg=--threads=1", "--serve-arg=--kv-cache-mb=64"});
   auto banner = up.wait_for(R"(Baton is up: http://127\.0\.0\.1:(\d+)/v1  \((.*),)", 120s);
   ASSERT_FALSE(banner.empty()) << up.output();
@@ -255,8 +244,8 @@ int answered_by(uint16_t api, const std::string& instance) {
 TEST(BatonUp, AnInstanceSwitchedToDecodeGetsDecodeWorkThroughTheGateway) {
   fs::path logs = fs::temp_directory_path() / ("baton-up-test-role-" + std::to_string(getpid()));
   Up up({"--prefill", "2", "--decode", "1", "--no-ratio", "--cluster-token", "up-test-token",
-         "--controller-interval-ms", "200", "--port", std::to_string(free_port()), "--log-dir",
-         logs.string(), "--serve-arg=--threads=1", "--serve-arg=--kv-cache-mb=64"});
+         "--controller-interval-ms", "200", "--port", std::to_string(*baton::free_loopback_port()),
+         "--log-dir", logs.string(), "--serve-arg=--threads=1", "--serve-arg=--kv-cache-mb=64"});
   auto banner = up.wait_for(R"(Baton is up: http://127\.0\.0\.1:(\d+)/v1  \((.*),)", 120s);
   ASSERT_FALSE(banner.empty()) << up.output();
   if (banner[2] != "2 prefill + 1 decode") GTEST_SKIP() << "no P/D roles in this build";
@@ -305,8 +294,8 @@ TEST(BatonUp, AnInstanceSwitchedToDecodeGetsDecodeWorkThroughTheGateway) {
 
 TEST(BatonUp, AnInstanceThatCannotStartEndsUpWithItsError) {
   fs::path logs = fs::temp_directory_path() / ("baton-up-test-bad-" + std::to_string(getpid()));
-  Up up({"--mixed", "1", "--port", std::to_string(free_port()), "--log-dir", logs.string(),
-         "--model", "/no/such/model"});
+  Up up({"--mixed", "1", "--port", std::to_string(*baton::free_loopback_port()), "--log-dir",
+         logs.string(), "--model", "/no/such/model"});
   ASSERT_FALSE(up.wait_for("m0 failed 3 times before it was ready", 60s).empty()) << up.output();
   ASSERT_TRUE(up.process().wait_until(SteadyClock::instance().now() + 60s)) << up.output();
   EXPECT_EQ(baton::controller::describe_exit(up.process().wait_status()), "exited with code 1");
@@ -320,7 +309,7 @@ TEST(BatonUp, AnInstanceThatCannotStartEndsUpWithItsError) {
 TEST(BatonUp, TheClusterYamlSetsTheShapeAndFlagsWin) {
   fs::path logs = fs::temp_directory_path() / ("baton-up-test-yaml-" + std::to_string(getpid()));
   fs::create_directories(logs);
-  const uint16_t port = free_port();
+  const uint16_t port = *baton::free_loopback_port();
   {
     std::ofstream yaml(logs / "cluster.yaml");
     yaml << "mixed: 3\nport: " << port

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <optional>
 
+#include "common/net.h"
 #include "controller/etcd_test_server.h"
 #include "controller/membership.h"
 
@@ -26,7 +27,7 @@ class Etcd : public ::testing::Test {
                       "scripts/install-deps.sh): skipping the etcd membership tests";
     }
     dir_ = fs::temp_directory_path() / ("baton-etcd-" + std::to_string(getpid()) + "-" +
-                                        std::to_string(testing::free_loopback_port()));
+                                        std::to_string(*baton::free_loopback_port()));
     etcd_.emplace(*bin, dir_);
     endpoint_ = etcd_->endpoint();
     start_etcd();

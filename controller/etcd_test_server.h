@@ -24,6 +24,7 @@
 #include <sstream>
 #include <string>
 
+#include "common/net.h"
 #include "controller/child_process.h"
 #include "controller/etcd_client.h"
 #include "protocol/http_client.h"
@@ -37,27 +38,14 @@ inline std::optional<std::string> find_etcd_binary() {
   return std::nullopt;
 }
 
-// A loopback port free at the time of the call.
-inline uint16_t free_loopback_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
 class EtcdTestServer {
  public:
   // `dir` (created when missing) holds the data directory and etcd.log.
   EtcdTestServer(std::string binary, std::filesystem::path dir)
       : binary_(std::move(binary)), dir_(std::move(dir)) {
     std::filesystem::create_directories(dir_);
-    endpoint_.port = free_loopback_port();
-    peer_port_ = free_loopback_port();
+    endpoint_.port = *baton::free_loopback_port();
+    peer_port_ = *baton::free_loopback_port();
   }
   ~EtcdTestServer() { stop(); }
 
