@@ -9,7 +9,7 @@ JOBS ?= $(shell nproc)
 export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := true
 
-.PHONY: up test test-slow test-asan test-tsan fuzz build deps node-deps configure format bench clean
+.PHONY: up test test-slow test-asan test-tsan test-sanitizers-ci fuzz build deps node-deps configure format bench clean
 
 # The main job: a local cluster on loopback serving the built-in default model
 # disaggregated (1 prefill + 1 decode instance, the gateway on port 8000, the
@@ -32,6 +32,12 @@ test-asan:
 test-tsan:
 	$(MAKE) PRESET=tsan build
 	ctest --preset tsan -j $(JOBS)
+
+# The sanitizer subset CI runs (scripts/sanitizers-ci.sh): the common and
+# protocol unit tests under ASan + UBSan; the concurrency primitives, the HTTP
+# server and the KV transport under TSan.
+test-sanitizers-ci: deps
+	@bash scripts/sanitizers-ci.sh
 
 # Every fuzz target under libFuzzer + ASan + UBSan (clang), FUZZ_SECONDS each;
 # see docs/reliability.md.
