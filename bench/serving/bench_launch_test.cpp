@@ -42,9 +42,11 @@ TEST(FindReadyUrl, ReadsBatonsReadyLines) {
 
 TEST_F(LaunchTest, ReadyLineGivesTheUrlAndTheProcessEndsWithTheObject) {
   fs::path pid_file = dir_ / "pid";
+  // The stderr line comes before the ready line, so that it is in the log by
+  // the time the ready line is seen and the process is stopped.
   std::string cmd = "echo $$ > " + pid_file.string() +
-                    "; echo starting; echo 'Baton is serving on http://127.0.0.1:4321/v1'; "
-                    "echo to stderr >&2; exec tail -f /dev/null";
+                    "; echo starting; echo to stderr >&2; "
+                    "echo 'Baton is serving on http://127.0.0.1:4321/v1'; exec tail -f /dev/null";
   pid_t pid = 0;
   {
     auto t = LaunchedTarget::start(cmd, log(), 30s);
