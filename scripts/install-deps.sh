@@ -7,6 +7,8 @@ set -euo pipefail
 packages=(
   # toolchain
   build-essential cmake ninja-build ccache pkg-config git clang-format clang-tidy
+  # the fuzz preset (make fuzz): clang with libFuzzer
+  clang
   # libraries
   libboost-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
   # tests and benchmarks
