@@ -42,8 +42,9 @@ test-sanitizers-ci: deps
 # Every fuzz target under libFuzzer + ASan + UBSan (clang), FUZZ_SECONDS each;
 # see docs/reliability.md.
 FUZZ_SECONDS ?= 20
+FUZZ_SEED ?= 0
 fuzz: deps
-	bash fuzz/run.sh -t $(FUZZ_SECONDS) -j $(JOBS)
+	bash fuzz/run.sh -t $(FUZZ_SECONDS) -s $(FUZZ_SEED) -j $(JOBS)
 
 build: configure
 	cmake --build $(BUILD) -j $(JOBS)

@@ -5,17 +5,20 @@
 # the seeds in fuzz/corpus stay as checked in; crashing inputs go to
 # <build>/artifacts/. Exit status 1 when any target found a bug.
 #
-#   fuzz/run.sh [-t SECONDS] [-b BUILD_DIR] [-j JOBS] [target...]
-#   (defaults: 20 seconds each, build/fuzz, one build job)
+#   fuzz/run.sh [-t SECONDS] [-s SEED] [-b BUILD_DIR] [-j JOBS] [target...]
+#   (defaults: 20 seconds each, a random seed, build/fuzz, one build job;
+#   CI passes a fixed seed so that a run can be repeated)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=20
+seed=0
 build=build/fuzz
 jobs=1
-while getopts "t:b:j:" opt; do
+while getopts "t:s:b:j:" opt; do
   case $opt in
     t) seconds=$OPTARG ;;
+    s) seed=$OPTARG ;;
     b) build=$OPTARG ;;
     j) jobs=$OPTARG ;;
     *) exit 2 ;;
@@ -39,7 +42,7 @@ printf '%-22s %12s %10s %s\n' target execs seconds result
 for t in "${targets[@]}"; do
   mkdir -p "$build/corpus/$t"
   log="$build/logs/$t.log"
-  "$build/fuzz/$t" -max_total_time="$seconds" -timeout=10 -print_final_stats=1 \
+  "$build/fuzz/$t" -max_total_time="$seconds" -seed="$seed" -timeout=10 -print_final_stats=1 \
     -artifact_prefix="$build/artifacts/$t-" "$build/corpus/$t" "fuzz/corpus/$t" >"$log" 2>&1
   rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
