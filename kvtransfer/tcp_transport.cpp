@@ -107,24 +107,7 @@ void TcpTransport::Impl::sweep() {
       }
     }
     for (auto& c : idle) out_failed(c, unavailable("idle connection closed"), false);
-    for (auto it = refused.begin(); it != refused.end();) {
-      if (it->second.second + options.unclaimed_lease <= t) {
-        it = refused.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    {
-      std::lock_guard lock(mu);
-      for (auto it = ops.begin(); it != ops.end();) {
-        const Op& op = *it->second;
-        if (!op.state.pending() && op.finished_at + options.finished_lease <= t) {
-          it = ops.erase(it);
-        } else {
-          ++it;
-        }
-      }
-    }
+    transfer_table::forget_expired(*this, t, options.finished_lease, options.unclaimed_lease);
     sweep();
   });
 }

@@ -11,16 +11,20 @@
 //   std::shared_ptr<const KvTransport::FinishedCallback> on_finished;
 //   boost::asio::io_context io;                 // the transport's I/O thread
 //   void abort(const std::shared_ptr<Op>&, Status);   // on the I/O thread
+//   std::map<uint64_t, std::pair<Status, Clock::TimePoint>> refused;  // I/O thread
 //
-// and Op to carry `TransferState state` (under mu) and `uint64_t wire_id`.
+// and Op to carry `TransferState state` and `finished_at` (under mu) and
+// `uint64_t wire_id`.
 
 #include <boost/asio/post.hpp>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <type_traits>
 #include <utility>
 
+#include "common/clock.h"
 #include "common/status.h"
 #include "kvtransfer/transport.h"
 
@@ -85,6 +89,19 @@ void release(Impl& impl, TransferId id) {
   abort_on_io(impl, op, "released");
   std::lock_guard lock(impl.mu);
   impl.ops.erase(id.value);
+}
+
+// Forgets the records of finished transfers older than `lease`, and the
+// refusals (wire id -> {why, when}) older than `refusal_lease`.
+template <class Impl>
+void forget_expired(Impl& impl, Clock::TimePoint now, Clock::Duration lease,
+                    Clock::Duration refusal_lease) {
+  std::erase_if(impl.refused,
+                [&](const auto& r) { return r.second.second + refusal_lease <= now; });
+  std::lock_guard lock(impl.mu);
+  std::erase_if(impl.ops, [&](const auto& o) {
+    return !o.second->state.pending() && o.second->finished_at + lease <= now;
+  });
 }
 
 template <class Impl>

@@ -380,24 +380,7 @@ void CudaIpcTransport::Impl::sweep() {
       refuse(id, std::move(why));
     }
     set_offer_count();
-    for (auto it = refused.begin(); it != refused.end();) {
-      if (it->second.second + options.offer_lease <= t) {
-        it = refused.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    {
-      std::lock_guard lock(mu);
-      for (auto it = ops.begin(); it != ops.end();) {
-        const Op& op = *it->second;
-        if (!op.state.pending() && op.finished_at + options.finished_lease <= t) {
-          it = ops.erase(it);
-        } else {
-          ++it;
-        }
-      }
-    }
+    transfer_table::forget_expired(*this, t, options.finished_lease, options.offer_lease);
     sweep();
   });
 }
