@@ -29,12 +29,9 @@ void ResponseWriter::send_error(int http_status, std::string_view message, std::
 
 bool ClientConnectionCounts::try_add(const std::string& client, int limit) {
   std::lock_guard lock(mu_);
-  int& n = counts_[client];
-  if (n >= limit) {
-    if (n == 0) counts_.erase(client);
-    return false;
-  }
-  ++n;
+  auto it = counts_.find(client);
+  if (it != counts_.end() && it->second >= limit) return false;
+  ++counts_[client];
   return true;
 }
 

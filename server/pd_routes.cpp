@@ -707,7 +707,7 @@ void InstanceServer::Impl::prefill_route(const protocol::HttpRequest& req,
       }
       p.export_to = std::move(slice->first);
     }
-    prompt_tokens += static_cast<int64_t>(e.prompt_token_ids.size()) - e.cached_tokens;
+    prompt_tokens += export_tokens;
   }
 
   // On-demand forwarding: answer at once whether this instance can start the

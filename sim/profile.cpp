@@ -36,17 +36,16 @@ double measured_prefill_rate(const Profile& p) {
 
 namespace {
 
-Status bad(const std::string& what) { return Status(StatusCode::kInvalidArgument, what); }
-
 template <typename T>
 Status read_positive(const YAML::Node& n, const std::string& key, T& out, bool allow_zero) {
   try {
     T v = n.as<T>();
-    if (!(v > 0) && !(allow_zero && v == 0)) return bad("profile: " + key + " must be positive");
+    if (!(v > 0) && !(allow_zero && v == 0))
+      return invalid_argument("profile: " + key + " must be positive");
     out = v;
     return Status();
   } catch (const YAML::Exception&) {
-    return bad("profile: " + key + " is not a number");
+    return invalid_argument("profile: " + key + " is not a number");
   }
 }
 
@@ -57,9 +56,9 @@ Result<Profile> parse_profile(const std::string& yaml_text) {
   try {
     root = YAML::Load(yaml_text);
   } catch (const YAML::Exception& e) {
-    return bad(std::string("profile: not YAML: ") + e.what());
+    return invalid_argument(std::string("profile: not YAML: ") + e.what());
   }
-  if (!root.IsMap()) return bad("profile: expected a mapping");
+  if (!root.IsMap()) return invalid_argument("profile: expected a mapping");
   Profile p;
   using Setter = std::function<Status(const YAML::Node&)>;
   auto num = [](auto& field, const char* key, bool allow_zero = false) -> Setter {
@@ -100,12 +99,13 @@ Result<Profile> parse_profile(const std::string& yaml_text) {
       continue;
     }
     auto sec = sections.find(key);
-    if (sec == sections.end()) return bad("profile: unknown key '" + key + "'");
-    if (!kv.second.IsMap()) return bad("profile: '" + key + "' must be a mapping");
+    if (sec == sections.end()) return invalid_argument("profile: unknown key '" + key + "'");
+    if (!kv.second.IsMap()) return invalid_argument("profile: '" + key + "' must be a mapping");
     for (const auto& field : kv.second) {
       const std::string name = field.first.as<std::string>();
       auto set = sec->second.find(name);
-      if (set == sec->second.end()) return bad("profile: unknown key '" + key + "." + name + "'");
+      if (set == sec->second.end())
+        return invalid_argument("profile: unknown key '" + key + "." + name + "'");
       if (auto s = set->second(field.second); !s.is_ok()) return s;
     }
   }

@@ -40,6 +40,7 @@ class Generator final : public RequestSource {
       names_.push_back(s.name);
       weights_.push_back(s.weight);
     }
+    pick_ = std::discrete_distribution<int>(weights_.begin(), weights_.end());
   }
 
   std::optional<SimRequest> next() override {
@@ -55,18 +56,18 @@ class Generator final : public RequestSource {
     std::gamma_distribution<double> gap(o_.burstiness, 1.0 / (o_.burstiness * rate));
     if (r.id > 0) t_ += gap(rng_);
     r.arrival_s = t_;
-    if (weights_.size() > 1) {
+    if (weights_.size() > 1 && o_.mix_tide_amplitude > 0) {
       std::vector<double> w = weights_;
-      if (o_.mix_tide_amplitude > 0) {
-        const double n = static_cast<double>(w.size());
-        for (size_t i = 0; i < w.size(); ++i) {
-          w[i] *= 1 + o_.mix_tide_amplitude *
-                          std::sin(2 * std::numbers::pi *
-                                   (t_ / o_.tide_period_s + static_cast<double>(i) / n));
-        }
+      const double n = static_cast<double>(w.size());
+      for (size_t i = 0; i < w.size(); ++i) {
+        w[i] *= 1 + o_.mix_tide_amplitude *
+                        std::sin(2 * std::numbers::pi *
+                                 (t_ / o_.tide_period_s + static_cast<double>(i) / n));
       }
       std::discrete_distribution<int> pick(w.begin(), w.end());
       r.scenario = pick(rng_);
+    } else if (weights_.size() > 1) {
+      r.scenario = pick_(rng_);  // fixed weights: one distribution for the run
     }
     const ScenarioMix& s = o_.scenarios[static_cast<size_t>(r.scenario)];
     r.input_len = draw(s.input_mean, s.range_ratio);
@@ -94,6 +95,7 @@ class Generator final : public RequestSource {
   std::mt19937_64 rng_;
   std::vector<std::string> names_;
   std::vector<double> weights_;
+  std::discrete_distribution<int> pick_;  // over weights_
   int64_t id_ = 0;
   double t_ = 0;
 };

@@ -136,6 +136,5 @@ LaunchedTarget::LaunchedTarget(std::unique_ptr<Impl> impl) : impl_(std::move(imp
 LaunchedTarget::~LaunchedTarget() { impl_->stop(); }
 
 const std::string& LaunchedTarget::base_url() const { return impl_->url; }
-const std::string& LaunchedTarget::log_path() const { return impl_->log_path; }
 
 }  // namespace baton::bench

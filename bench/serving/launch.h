@@ -37,7 +37,6 @@ class LaunchedTarget {
 
   // "http://HOST:PORT" from the ready line (without "/v1").
   const std::string& base_url() const;
-  const std::string& log_path() const;
 
   struct Impl;
 

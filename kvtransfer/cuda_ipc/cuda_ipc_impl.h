@@ -312,7 +312,6 @@ struct CudaIpcTransport::Impl {
   // API helpers (any thread).
   Result<std::shared_ptr<Op>> make_op(bool send, uint64_t wire_id, const MemorySlice& s,
                                       Deadline deadline);
-  std::shared_ptr<Op> find(TransferId id);
 };
 
 }  // namespace baton::kvtransfer

@@ -445,10 +445,6 @@ Result<std::shared_ptr<Op>> CudaIpcTransport::Impl::make_op(bool send, uint64_t 
   return op;
 }
 
-std::shared_ptr<Op> CudaIpcTransport::Impl::find(TransferId id) {
-  return transfer_table::find(*this, id);
-}
-
 CudaIpcTransport::CudaIpcTransport(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Result<std::unique_ptr<CudaIpcTransport>> CudaIpcTransport::create(
