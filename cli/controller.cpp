@@ -131,15 +131,9 @@ int run_controller(ControllerFlags f, const CLI::App& cmd) {
   if (members.empty() && f.etcd.url.empty()) {
     return usage("no members: give --member (repeatable), --etcd or --config");
   }
-  if (f.settings.cluster_token.empty()) {
-    if (const char* env = std::getenv("BATON_CLUSTER_TOKEN")) f.settings.cluster_token = env;
-  }
+  f.settings.cluster_token = cluster_token_or_env(f.settings.cluster_token);
 
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  sigset_t signals = block_stop_signals();
 
   std::unique_ptr<ctl::Membership> membership;
   std::string source;

@@ -189,12 +189,7 @@ int run_gateway(const GatewayFlags& f) {
     std::cerr << "baton gateway: " << config.status().message() << "\n";
     return kExitUsage;
   }
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  sigset_t signals = block_stop_signals({SIGHUP});
 
   std::unique_ptr<controller::EtcdMembership> membership;
   if (!f.etcd.url.empty()) {

@@ -11,7 +11,6 @@
 #include <iostream>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <string>
 #include <thread>
 
@@ -182,17 +181,6 @@ std::string advertise_host(const ServeFlags& f) {
   return "127.0.0.1";
 }
 
-// Blocks SIGINT/SIGTERM in every thread (call before starting any), then
-// waits for one of them on the calling thread.
-sigset_t block_stop_signals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  return set;
-}
-
 int run_serve(const ServeFlags& f) {
   LogOptions log;
   log.level = f.log_level;
@@ -244,10 +232,7 @@ int run_serve(const ServeFlags& f) {
   so.admission.ttft_budget_s = f.ttft_budget_ms / 1000.0;
   so.max_tokens_limit = f.max_tokens_limit;
   so.pd.role = *server::parse_role(f.role);  // CLI11 checked the name
-  so.pd.cluster_token = f.cluster_token;
-  if (so.pd.cluster_token.empty()) {
-    if (const char* env = std::getenv("BATON_CLUSTER_TOKEN")) so.pd.cluster_token = env;
-  }
+  so.pd.cluster_token = cluster_token_or_env(f.cluster_token);
   so.pd.kv_host = f.kv_host;
   so.pd.kv_port = static_cast<uint16_t>(f.kv_port);
   so.pd.kv_transport = f.kv_transport;

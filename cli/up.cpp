@@ -313,11 +313,7 @@ int run_up(UpFlags f, const CLI::App& cmd) {
   }
 
   // Signals arrive through a signalfd, blocked in every thread from here on.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  sigset_t stop_signals = block_stop_signals();
   int sig_fd = signalfd(-1, &stop_signals, SFD_CLOEXEC);
   if (sig_fd < 0) {
     std::cerr << "baton up: signalfd failed; cannot watch for Ctrl-C\n";
