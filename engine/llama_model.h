@@ -60,6 +60,10 @@ struct ModelBackend {
   int64_t kv_cache_bytes = 0;
 };
 
+// The GPU index of a device name: "cuda" is 0, "cuda:N" is N;
+// kInvalidArgument for any other name.
+Result<int> cuda_device_index(std::string_view device);
+
 // device "cpu": the CPU backend with `threads` workers, f32 KV, and
 // cpu_kv_cache_bytes of KV. device "cuda" or "cuda:N": GPU 0 or N with
 // cuda_dtype (kBF16 or kF32) activations, weights and KV, and a KV pool of
@@ -67,10 +71,6 @@ struct ModelBackend {
 // already, the weights and the workspace of `options`.
 // kUnavailable for "cuda" when this build has no CUDA backend or no GPU is
 // visible; kInvalidArgument for another name or a pool with no room.
-// The GPU index of a device name: "cuda" is 0, "cuda:N" is N;
-// kInvalidArgument for any other name.
-Result<int> cuda_device_index(std::string_view device);
-
 Result<ModelBackend> make_model_backend(std::string_view device, int threads,
                                         double gpu_memory_utilization,
                                         const model::ModelConfig& config,
